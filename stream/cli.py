@@ -1,0 +1,42 @@
+"""The ``intentstream`` command. Each subcommand lives in its own module, which exposes
+``register(subparsers)``; the module registers its parser and sets ``func`` to a
+function taking the parsed args and returning an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that contribute subcommands, in the order they are listed in --help.
+COMMAND_MODULES = (
+    "stream.generate",
+    "stream.validate",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="intentstream",
+        description="Kafka-native engine for real-time behavioural marketing triggers.",
+    )
+    parser.add_argument("--config", help="settings override file (TOML); see config/default.toml")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:  # `intentstream ... | head` is not an error
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""One typed settings object, loaded from ``config/default.toml``, an optional override
+file, and environment variables — in that order, later wins.
+
+Every knob is documented once, in ``config/default.toml``. An environment variable
+``INTENTSTREAM_<SECTION>__<KEY>`` overrides ``[section] key`` (for example
+``INTENTSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092``); its text is converted to the
+field's type (ints, floats, booleans, comma-separated lists). Secrets (passwords, TLS
+keys) should come from the environment only, never from files under version control.
+
+>>> s = load_settings(env={"INTENTSTREAM_KAFKA__BOOTSTRAP_SERVERS": "k1:9092"})
+>>> s.kafka.bootstrap_servers
+'k1:9092'
+>>> s.sessions.inactivity_gap_s
+1800
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "INTENTSTREAM_"
+CONFIG_DIR = Path(os.environ.get("INTENTSTREAM_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
+DEFAULT_FILE = CONFIG_DIR / "default.toml"
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    client_id: str = "intentstream"
+
+    def kafka_python_options(self) -> dict[str, Any]:
+        """Connection options for kafka-python clients (producer, consumer, admin)."""
+        opts: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+            "client_id": self.client_id,
+        }
+        if self.sasl_mechanism:
+            opts.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name):
+                opts[name] = getattr(self, name)
+        return opts
+
+    def __repr__(self) -> str:  # keep the password out of logs and tracebacks
+        return f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, security_protocol={self.security_protocol!r})"
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = "redis://127.0.0.1:16379/0"
+    password: str = ""
+    key_prefix: str = "is"
+    socket_timeout_s: float = 5.0
+
+    def __repr__(self) -> str:
+        return f"RedisSettings(url={self.url.split('@')[-1]!r}, key_prefix={self.key_prefix!r})"
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    clickstream: str = "clickstream"
+    dead_letter: str = "clickstream.dlq"
+    segments: str = "segments"
+    actions_prefix: str = "actions."
+    audit: str = "actions.audit"
+    metrics: str = "ops.metrics"
+    alerts: str = "ops.alerts"
+    partitions: int = 6
+    replication_factor: int = 1
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    default_tz: str = "UTC"
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    inactivity_gap_s: int = 1800
+    max_session_s: int = 14400
+    allowed_lateness_s: int = 300
+    dedup_ttl_s: int = 86400
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    app_id: str = "intentstream"
+    web_port: int = 6066
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    events: EventSettings = field(default_factory=EventSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+
+class SettingsError(ValueError):
+    """A config file or environment variable names an unknown knob or has a bad value."""
+
+
+def load_settings(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    base: str | Path = DEFAULT_FILE,
+) -> Settings:
+    """Defaults file, then ``path`` (or ``$INTENTSTREAM_CONFIG``), then the environment."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if Path(base).exists():
+        _merge(data, _read_toml(base))
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        _merge(data, _read_toml(path))
+    for key, text in env.items():
+        if key.startswith(ENV_PREFIX) and "__" in key:
+            section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
+            data.setdefault(section, {})[name] = text
+    return _build(Settings, data, "")
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {sorted(unknown)} in [{where or 'root'}]")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        label = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise SettingsError(f"[{label}] must be a table")
+            kwargs[name] = _build(hint, value, label)
+        else:
+            kwargs[name] = _coerce(hint, value, label)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, label: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):  # Optional[...] and X | Y
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value == "" and len(args) < len(typing.get_args(hint))):
+            return None
+        return _coerce(args[0], value, label)
+    if origin in (list, tuple):
+        (item,) = typing.get_args(hint)[:1] or (str,)
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+        out = [_coerce(item, v, label) for v in items]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise SettingsError(f"{label}: expected a table")
+        return dict(value)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                return lowered in ("1", "true", "yes", "on")
+            return bool(value)
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return hint(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{label}: cannot read {value!r} as {getattr(hint, '__name__', hint)}") from exc
