@@ -109,6 +109,26 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class FatigueSettings:
+    window_s: int = 7 * 86400
+    channel_cap: int = 3
+    coupon_cap: int = 1
+    cooldown_s: int = 86400
+    quiet_start: str = "22:00"
+    quiet_end: str = "08:00"
+    quiet_channels: tuple[str, ...] = ("push", "sms")
+    holdout_share: float = 0.05
+    holdout_experiment: str = "fatigue-holdout-v1"
+    retention_slack_s: int = 86400
+
+
+@dataclass(frozen=True)
+class StrategySettings:
+    catalogue: str = ""
+    regret_streak: int = 5
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -116,6 +136,8 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    fatigue: FatigueSettings = field(default_factory=FatigueSettings)
+    strategies: StrategySettings = field(default_factory=StrategySettings)
 
 
 class SettingsError(ValueError):
