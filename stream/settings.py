@@ -104,8 +104,15 @@ class SessionSettings:
 @dataclass(frozen=True)
 class WorkerSettings:
     app_id: str = "intentstream"
+    web_enabled: bool = True
+    web_bind: str = "127.0.0.1"
     web_port: int = 6066
     log_level: str = "info"
+    batch_size: int = 500
+    batch_within_s: float = 0.2
+    commit_interval_s: float = 1.0
+    idle_tick_s: float = 1.0
+    redis_retry_max_s: float = 30.0
 
 
 @dataclass(frozen=True)
