@@ -15,7 +15,7 @@ Integration tests carry ``@pytest.mark.integration`` and use these fixtures:
     The two addresses.
 ``kafka_admin`` (session)
     A kafka-python ``KafkaAdminClient`` on the stack.
-``unique_name`` (function)
+``unique_name`` / ``unique_topic`` (function)
     ``unique_name("orders")`` -> ``"t.orders.<random>"``: topic, group and key names no
     other test (or concurrent session) uses.
 ``make_topics`` (function)
@@ -277,6 +277,12 @@ def unique_name(base: str = "t") -> str:
 
 @pytest.fixture(name="unique_name")
 def unique_name_fixture():
+    return unique_name
+
+
+@pytest.fixture
+def unique_topic():
+    """Same as ``unique_name`` (the name it has in the test plan)."""
     return unique_name
 
 
