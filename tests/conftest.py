@@ -65,16 +65,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # kafka-python 3.x calls the deprecated importlib.resources.read_text at import time;
-    # pyproject's filterwarnings turns warnings into errors. Belongs beside the other
-    # third-party ignores in pyproject.toml; kept here until it is added there.
-    config.addinivalue_line("filterwarnings", "ignore:read_text is deprecated:DeprecationWarning:kafka.*")
-    config.addinivalue_line(
-        "filterwarnings", "ignore:open_text is deprecated:DeprecationWarning:importlib.resources._legacy"
-    )
-
-
 def _skip_integration(config: pytest.Config) -> bool:
     flag = os.environ.get(SKIP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
     return flag or bool(config.getoption("--skip-integration"))
