@@ -99,6 +99,36 @@ class SessionSettings:
     max_session_s: int = 14400
     allowed_lateness_s: int = 300
     dedup_ttl_s: int = 86400
+    dedup_max_ids: int = 32
+    intent_switch_votes: int = 3
+    strength_full_weight: int = 10
+    urgency_high_strength: float = 0.6
+    urgency_medium_strength: float = 0.8
+    lifecycle_growth_after_days: int = 90
+    lifecycle_maturity_after_days: int = 365
+    lifecycle_decline_after_days: int = 90
+    user_ttl_days: int = 120
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    enabled: tuple[str, ...] = (
+        "cart_abandoned", "payment_stalled", "kyc_stalled", "kyc_rejected",
+        "churn_risk", "first_transaction_nudge", "coupon_interest",
+    )  # fmt: skip
+    cart_abandon_s: int = 1800
+    payment_stall_s: int = 900
+    kyc_stall_s: int = 86400
+    churn_silence_s: int = 604800
+    churn_min_active_days: int = 2
+    churn_lookback_days: int = 30
+    nudge_min_strength: float = 0.6
+    coupon_min_strength: float = 0.5
+    feedback_ignore_s: int = 86400
+    dismiss_streak_block: int = 3
+    dismiss_block_s: int = 2592000
+    idle_partition_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -136,15 +166,45 @@ class StrategySettings:
 
 
 @dataclass(frozen=True)
+class PersonaSettings:
+    estimator: str = "kmeans"
+    n_clusters: int = 8
+    seed: int = 42
+    categorical_weight: float = 1.0
+    kmeans_halflife: float = 0.05
+    dbstream_clustering_threshold: float = 1.5
+    dbstream_fading_factor: float = 0.01
+    dbstream_cleanup_interval: float = 2.0
+    dbstream_intersection_factor: float = 0.3
+    dbstream_minimum_weight: float = 1.0
+    clustream_max_micro_clusters: int = 100
+    clustream_time_gap: int = 100
+    streamkmeans_chunk_size: int = 100
+    user_votes_window: int = 20
+    unique_users_exact_cap: int = 10000
+    timeline_bucket_s: int = 86400
+    timeline_max_buckets: int = 90
+    checkpoint_every_segments: int = 1000
+    checkpoint_every_s: int = 60
+    report_min_users: int = 5
+    report_min_user_share: float = 0.01
+    playbook: str = ""
+    playbook_min_share: float = 0.3
+    playbook_max_entries: int = 3
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     topics: TopicSettings = field(default_factory=TopicSettings)
     events: EventSettings = field(default_factory=EventSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
+    triggers: TriggerSettings = field(default_factory=TriggerSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     fatigue: FatigueSettings = field(default_factory=FatigueSettings)
     strategies: StrategySettings = field(default_factory=StrategySettings)
+    personas: PersonaSettings = field(default_factory=PersonaSettings)
 
 
 class SettingsError(ValueError):

@@ -1,0 +1,318 @@
+"""Trigger rules: the moments that matter, detected on event time.
+
+Rules see one user's events in event-time order (after the sessionizer's reorder
+buffer) and that user's closed segments. Deadlines are *event-time timers* kept in the
+user's :class:`TriggerState`; the partition engine indexes each user's earliest deadline
+and calls :meth:`TriggerRules.fire_due` once the partition watermark passes it. A
+timer-fired trigger happens *at its deadline* (``ts_ms`` = deadline), never at the
+moment it was noticed, and nothing here reads a clock, so replay and live agree.
+
+Default rules (every number is a ``[triggers]`` setting):
+
+=========================  ==============================================================
+``cart_abandoned``         ``add_to_cart``, then neither ``checkout_start`` nor
+                           ``payment_success`` within 30 min of the *last* add_to_cart
+                           (a ``remove_from_cart`` that empties the cart also cancels).
+``payment_stalled``        ``checkout_start``, ``payment_submit`` or ``payment_fail``, then
+                           no ``payment_success`` within 15 min of the last of them.
+``kyc_stalled``            ``kyc_start`` or ``kyc_submit``, then no ``kyc_approved`` within
+                           24 h of the last of them (``kyc_rejected`` cancels it).
+``kyc_rejected``           fires at once on ``kyc_rejected``.
+``churn_risk``             active on >= 2 distinct UTC days in the trailing 30 days, then no
+                           event for 7 days after the last one.
+``first_transaction_nudge`` a closed segment with intent strength >= 0.6 whose behaviour
+                           stage is exploring or considering, from a user with no
+                           completed transaction; fires at the segment's end.
+``coupon_interest``        a closed coupon-oriented segment with intent strength >= 0.5 from
+                           a user with no completed transaction in it; at the segment's end.
+=========================  ==============================================================
+
+Feedback: a sent or deferred decision arms a feedback timer at its delivery time +
+24 h. ``message_open``/``message_click`` naming its ``props.action_id`` disarm it and
+reset the *ignored* streak; the timer firing counts the message as ignored. After 5
+consecutive ignored messages the decider switches the user to the strategy's alternate
+group (the regret rule; :attr:`TriggerState.ignored_streak` carries the count).
+``message_dismiss`` counts consecutive dismissals per trigger; after 3 the trigger is
+blocked for that user for 30 days. Feedback events without a known ``action_id`` still
+reset (open/click) or count (dismiss, against the trigger named in ``props.trigger``).
+
+>>> from stream.events import parse_event
+>>> rules, st = TriggerRules(), TriggerState()
+>>> e = parse_event(b'{"event_id":"a1","user_id":"u1","ts":"2026-01-05T10:00:00Z","type":"add_to_cart","item_id":"sku9"}')
+>>> rules.on_event(st, e)
+[]
+>>> st.next_due() == e.ts_ms + 30 * 60_000
+True
+>>> [(f.trigger, f.ts_ms - e.ts_ms, f.evidence) for f in rules.fire_due(st, e.ts_ms + 31 * 60_000)]
+[('cart_abandoned', 1800000, ('a1',))]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from stream.events import Event
+
+DAY_MS = 86_400_000
+
+#: Timer kinds armed by events, and the trigger each fires.
+CART, PAYMENT, KYC, CHURN = "cart", "payment", "kyc", "churn"
+TIMER_TRIGGER = {CART: "cart_abandoned", PAYMENT: "payment_stalled", KYC: "kyc_stalled", CHURN: "churn_risk"}
+
+ALL_TRIGGERS = (
+    "cart_abandoned", "payment_stalled", "kyc_stalled", "kyc_rejected",
+    "churn_risk", "first_transaction_nudge", "coupon_interest",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    """The rules' numbers; built from ``[triggers]`` settings by :meth:`from_settings`."""
+
+    enabled: tuple[str, ...] = ALL_TRIGGERS
+    cart_abandon_s: int = 1800
+    payment_stall_s: int = 900
+    kyc_stall_s: int = 86400
+    churn_silence_s: int = 7 * 86400
+    churn_min_active_days: int = 2
+    churn_lookback_days: int = 30
+    nudge_min_strength: float = 0.6
+    coupon_min_strength: float = 0.5
+    feedback_ignore_s: int = 86400
+    dismiss_streak_block: int = 3
+    dismiss_block_s: int = 30 * 86400
+
+    @classmethod
+    def from_settings(cls, ts: Any) -> TriggerConfig:  # ts: stream.settings.TriggerSettings
+        return cls(**{name: getattr(ts, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A trigger occurrence: ``evidence`` identifies it (and so its action_id)."""
+
+    trigger: str
+    ts_ms: int
+    evidence: tuple[str, ...]
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    ignored_streak: int = 0
+
+
+@dataclass(slots=True)
+class Timer:
+    due_ms: int
+    evidence: tuple[str, ...]
+    facts: dict[str, Any]
+
+
+@dataclass(slots=True)
+class TriggerState:
+    """One user's trigger memory; small, and serializable with :meth:`to_dict`."""
+
+    timers: dict[str, Timer] = field(default_factory=dict)
+    cart_items: int = 0
+    days: list[int] = field(default_factory=list)  # distinct UTC day numbers, last N days
+    last_event_ms: int = 0
+    ignored_streak: int = 0
+    dismiss_streak: dict[str, int] = field(default_factory=dict)
+    blocked_until: dict[str, int] = field(default_factory=dict)
+    # action_id -> (feedback deadline, trigger) for messages awaiting an open
+    awaiting: dict[str, tuple[int, str]] = field(default_factory=dict)
+    transacted: bool = False
+
+    def next_due(self) -> int | None:
+        """The earliest deadline of any timer, or None."""
+        dues = [t.due_ms for t in self.timers.values()]
+        dues.extend(due for due, _ in self.awaiting.values())
+        return min(dues) if dues else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.timers:
+            out["t"] = {k: [t.due_ms, list(t.evidence), t.facts] for k, t in self.timers.items()}
+        if self.cart_items:
+            out["c"] = self.cart_items
+        if self.days:
+            out["d"] = self.days
+        if self.last_event_ms:
+            out["l"] = self.last_event_ms
+        if self.ignored_streak:
+            out["i"] = self.ignored_streak
+        if self.dismiss_streak:
+            out["ds"] = self.dismiss_streak
+        if self.blocked_until:
+            out["b"] = self.blocked_until
+        if self.awaiting:
+            out["a"] = {k: [due, trig] for k, (due, trig) in self.awaiting.items()}
+        if self.transacted:
+            out["x"] = 1
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> TriggerState:
+        if not d:
+            return cls()
+        return cls(
+            timers={k: Timer(v[0], tuple(v[1]), dict(v[2])) for k, v in d.get("t", {}).items()},
+            cart_items=d.get("c", 0),
+            days=list(d.get("d", [])),
+            last_event_ms=d.get("l", 0),
+            ignored_streak=d.get("i", 0),
+            dismiss_streak=dict(d.get("ds", {})),
+            blocked_until=dict(d.get("b", {})),
+            awaiting={k: (v[0], v[1]) for k, v in d.get("a", {}).items()},
+            transacted=bool(d.get("x", 0)),
+        )
+
+
+def _facts(ev: Event) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    for name in ("item_id", "category", "amount", "currency"):
+        value = getattr(ev, name)
+        if value is not None:
+            facts[name] = value
+    return facts
+
+
+class TriggerRules:
+    """Pure rule logic over a :class:`TriggerState`; see the module docstring."""
+
+    def __init__(self, config: TriggerConfig | None = None) -> None:
+        self.cfg = config or TriggerConfig()
+        self.enabled = frozenset(self.cfg.enabled)
+
+    # ------------------------------------------------------------------ events
+    def on_event(self, st: TriggerState, ev: Event) -> list[Fired]:
+        """Update timers for one event (in event-time order); immediate triggers fired."""
+        cfg, t, ms = self.cfg, ev.type, ev.ts_ms
+        # the user's own later event proves earlier deadlines passed without a completion
+        fired = self.fire_due(st, ms - 1) if st.next_due() is not None and st.next_due() < ms else []
+        self._note_activity(st, ms)
+
+        if t == "add_to_cart":
+            st.cart_items += 1
+            prev = st.timers.get(CART)
+            evidence = ((prev.evidence if prev else ()) + (ev.event_id,))[-5:]
+            self._arm(st, CART, ms + cfg.cart_abandon_s * 1000, evidence, _facts(ev))
+        elif t == "remove_from_cart":
+            st.cart_items = max(0, st.cart_items - 1)
+            if st.cart_items == 0:
+                st.timers.pop(CART, None)
+        if t in ("checkout_start", "payment_success"):
+            st.timers.pop(CART, None)
+            st.cart_items = 0
+        if t in ("checkout_start", "payment_submit", "payment_fail"):
+            prev = st.timers.get(PAYMENT)
+            facts = {**(prev.facts if prev else {}), **_facts(ev)}
+            evidence = ((prev.evidence if prev else ()) + (ev.event_id,))[-5:]
+            self._arm(st, PAYMENT, ms + cfg.payment_stall_s * 1000, evidence, facts)
+        elif t == "payment_success":
+            st.timers.pop(PAYMENT, None)
+            st.transacted = True
+        if t in ("kyc_start", "kyc_submit"):
+            prev = st.timers.get(KYC)
+            evidence = ((prev.evidence if prev else ()) + (ev.event_id,))[-5:]
+            self._arm(st, KYC, ms + cfg.kyc_stall_s * 1000, evidence, {"step": t})
+        elif t in ("kyc_approved", "kyc_rejected"):
+            st.timers.pop(KYC, None)
+            if t == "kyc_rejected":
+                fired += self._fire(st, Fired("kyc_rejected", ms, (ev.event_id,), _facts(ev)))
+        elif t in ("message_open", "message_click"):
+            st.awaiting.pop(str(ev.props.get("action_id", "")), None)
+            st.ignored_streak = 0
+            trig = self._feedback_trigger(st, ev)
+            if trig:
+                st.dismiss_streak.pop(trig, None)
+        elif t == "message_dismiss":
+            trig = self._feedback_trigger(st, ev)
+            st.awaiting.pop(str(ev.props.get("action_id", "")), None)
+            if trig:
+                n = st.dismiss_streak.get(trig, 0) + 1
+                st.dismiss_streak[trig] = n
+                if n >= cfg.dismiss_streak_block:
+                    st.blocked_until[trig] = ms + cfg.dismiss_block_s * 1000
+                    st.dismiss_streak.pop(trig)
+
+        # churn: re-armed by every event of a user active on enough distinct days
+        if len(st.days) >= cfg.churn_min_active_days:
+            self._arm(st, CHURN, ms + cfg.churn_silence_s * 1000, (ev.event_id,), {"active_days": len(st.days)})
+        return fired
+
+    def _note_activity(self, st: TriggerState, ms: int) -> None:
+        st.last_event_ms = max(st.last_event_ms, ms)
+        day = ms // DAY_MS
+        if day not in st.days:
+            st.days.append(day)
+            st.days.sort()
+        horizon = day - self.cfg.churn_lookback_days + 1
+        if st.days and st.days[0] < horizon:
+            st.days = [d for d in st.days if d >= horizon]
+
+    @staticmethod
+    def _feedback_trigger(st: TriggerState, ev: Event) -> str | None:
+        aid = str(ev.props.get("action_id", ""))
+        if aid in st.awaiting:
+            return st.awaiting[aid][1]
+        trig = ev.props.get("trigger")
+        return trig if isinstance(trig, str) else None
+
+    def _arm(self, st: TriggerState, kind: str, due: int, evidence: tuple[str, ...], facts: dict[str, Any]) -> None:
+        if TIMER_TRIGGER[kind] in self.enabled:
+            st.timers[kind] = Timer(due, evidence, facts)
+
+    def _fire(self, st: TriggerState, f: Fired) -> list[Fired]:
+        if f.trigger not in self.enabled:
+            return []
+        if st.blocked_until.get(f.trigger, -1) > f.ts_ms:
+            return []
+        return [Fired(f.trigger, f.ts_ms, f.evidence, f.facts, st.ignored_streak)]
+
+    # ---------------------------------------------------------------- segments
+    def on_segment(self, st: TriggerState, seg: Any) -> list[Fired]:
+        """Persona-driven triggers from a closed segment (an IntentSegment)."""
+        cfg, fired = self.cfg, []
+        never_transacted = not st.transacted and seg.transaction_status != "completed"
+        if (
+            never_transacted
+            and seg.intent_strength >= cfg.nudge_min_strength
+            and seg.behaviour_stage in ("exploring", "considering")
+        ):
+            fired += self._fire(st, Fired("first_transaction_nudge", seg.end_ms, (seg.segment_id,)))
+        if (
+            seg.main_activity == "coupon_oriented"
+            and seg.intent_strength >= cfg.coupon_min_strength
+            and seg.transaction_status != "completed"
+        ):
+            fired += self._fire(st, Fired("coupon_interest", seg.end_ms, (seg.segment_id,)))
+        return fired
+
+    # ------------------------------------------------------------------ timers
+    def fire_due(self, st: TriggerState, watermark_ms: int) -> list[Fired]:
+        """Fire every timer whose deadline the watermark has passed, in deadline order.
+
+        Feedback deadlines interleave with trigger deadlines, so each fired trigger sees
+        the ignored streak as of its own deadline.
+        """
+        due: list[tuple[int, int, str]] = [
+            (t.due_ms, 1, kind) for kind, t in st.timers.items() if t.due_ms <= watermark_ms
+        ]
+        due += [(d, 0, aid) for aid, (d, _trig) in st.awaiting.items() if d <= watermark_ms]
+        fired: list[Fired] = []
+        for due_ms, is_timer, name in sorted(due):
+            if not is_timer:
+                del st.awaiting[name]
+                st.ignored_streak += 1
+                continue
+            timer = st.timers.pop(name)
+            fired += self._fire(st, Fired(TIMER_TRIGGER[name], due_ms, timer.evidence, timer.facts))
+        return fired
+
+    def on_delivery(self, st: TriggerState, action_id: str, trigger: str, delivery_ms: int) -> None:
+        """A decision was sent or deferred: await its open until delivery + 24 h."""
+        st.awaiting[action_id] = (delivery_ms + self.cfg.feedback_ignore_s * 1000, trigger)
+
+    @staticmethod
+    def fired_order(fired: Iterable[Fired]) -> list[Fired]:
+        """Deterministic order for fired triggers of one step."""
+        return sorted(fired, key=lambda f: (f.ts_ms, f.trigger, f.evidence))
