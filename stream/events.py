@@ -66,7 +66,8 @@ REASONS: Final = {
 }
 
 _REQUIRED = ("event_id", "user_id", "ts", "type")
-_OPTIONAL_STRINGS = ("page", "category", "item_id", "currency", "device")
+_OPTIONAL_STRINGS = frozenset({"page", "category", "item_id", "currency", "device"})
+_OPTIONAL = _OPTIONAL_STRINGS | {"amount", "channel", "tz", "props"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,40 +154,30 @@ def validate_event(obj: Any) -> Event | Rejection:
         return ts
 
     opt: dict[str, Any] = {}
-    for name in _OPTIONAL_STRINGS:
-        value = obj.get(name)
-        if value is not None:
+    # visit only the fields present: most events carry a handful of optional fields
+    for name, value in obj.items():
+        if value is None or name not in _OPTIONAL:
+            continue  # required fields were checked above; unknown fields are ignored
+        if name in _OPTIONAL_STRINGS:
             if type(value) is not str:
                 return Rejection("bad_field_type", name)
-            opt[name] = value
-
-    amount = obj.get("amount")
-    if amount is not None:
-        if type(amount) not in (int, float) or not math.isfinite(amount) or amount < 0:
-            return Rejection("bad_amount", repr(amount)[:50])
-        opt["amount"] = float(amount)
-
-    channel = obj.get("channel")
-    if channel is not None:
-        if channel not in ACCESS_CHANNELS or type(channel) is not str:
-            return Rejection("bad_channel", repr(channel)[:50])
-        opt["channel"] = channel
-
-    tz = obj.get("tz")
-    if tz is not None:
-        if type(tz) is not str or not is_known_zone(tz):
-            return Rejection("bad_tz", repr(tz)[:50])
-        opt["tz"] = tz
-
-    props = obj.get("props")
-    if props is not None:
-        if type(props) is not dict:
-            return Rejection("bad_field_type", "props")
-        if obj["type"] in CHANNEL_PROP_TYPES:
-            ch = props.get("channel")
-            if ch is not None and (type(ch) is not str or ch not in MESSAGE_CHANNELS):
+        elif name == "amount":
+            if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+                return Rejection("bad_amount", repr(value)[:50])
+            value = float(value)
+        elif name == "channel":
+            if type(value) is not str or value not in ACCESS_CHANNELS:
+                return Rejection("bad_channel", repr(value)[:50])
+        elif name == "tz":
+            if type(value) is not str or not is_known_zone(value):
+                return Rejection("bad_tz", repr(value)[:50])
+        elif name == "props":
+            if type(value) is not dict:
+                return Rejection("bad_field_type", "props")
+            ch = value.get("channel")
+            if ch is not None and obj["type"] in CHANNEL_PROP_TYPES and (type(ch) is not str or ch not in MESSAGE_CHANNELS):
                 return Rejection("bad_message_channel", repr(ch)[:50])
-        opt["props"] = props
+        opt[name] = value
 
     return Event(obj["event_id"], obj["user_id"], ts, obj["type"], **opt)
 

@@ -1,0 +1,50 @@
+"""Shared helpers for benchmarks: repeat a case, report median and min-max, print a table."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+
+@dataclass
+class Result:
+    case: str
+    unit: str
+    values: list[float]
+    baseline: str | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+
+def measure_rate(fn: Callable[[], int], repeats: int = 5) -> list[float]:
+    """Run ``fn`` (returning how many items it processed) ``repeats`` times; items/s each."""
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        n = fn()
+        rates.append(n / (time.perf_counter() - started))
+    return rates
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def print_table(title: str, results: Sequence[Result]) -> None:
+    """Medians with min-max; ratio against the named baseline measured in the same run."""
+    by_case = {r.case: r for r in results}
+    print(f"\n## {title}  ({machine()})\n")
+    print("| case | median | min-max | unit | vs baseline |")
+    print("|---|---:|---:|---|---:|")
+    for r in results:
+        ratio = ""
+        if r.baseline and r.baseline in by_case:
+            ratio = f"{r.median / by_case[r.baseline].median:.2f}x {r.baseline}"
+        print(f"| {r.case} | {r.median:,.0f} | {min(r.values):,.0f}-{max(r.values):,.0f} | {r.unit} | {ratio} |")
