@@ -69,21 +69,21 @@ def action_id(user_id: str, trigger: str, evidence: Iterable[str]) -> str:
 class Persona:
     """What the decision knows about the user's persona cluster.
 
-    ``cluster_id`` and ``label`` go into the decision; ``stage`` and ``main_activity``
-    (codes such as ``transacted`` and ``coupon_oriented``) select persona-specific
-    strategies in the catalogue.
+    ``cluster_id`` and ``label`` go into the decision; ``behaviour_stage`` and
+    ``main_activity`` (the codes of stream/segments.py, such as ``transacted`` and
+    ``coupon_oriented``) select persona-specific strategies in the catalogue.
     """
 
     cluster_id: int | str
     label: str
-    stage: str | None = None
+    behaviour_stage: str | None = None
     main_activity: str | None = None
 
     def attributes(self) -> dict[str, str]:
         """The attributes catalogue overrides may match on (only those that are known)."""
         out = {"label": self.label, "cluster_id": str(self.cluster_id)}
-        if self.stage:
-            out["stage"] = self.stage
+        if self.behaviour_stage:
+            out["behaviour_stage"] = self.behaviour_stage
         if self.main_activity:
             out["main_activity"] = self.main_activity
         return out
