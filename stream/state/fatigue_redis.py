@@ -157,6 +157,7 @@ class RedisLedgerStore:
         self.client = client
         self.prefix = key_prefix
         self.pipeline_size = pipeline_size
+        self._loaded = False
 
     @classmethod
     def from_settings(cls, settings) -> RedisLedgerStore:  # settings: stream.settings.Settings
@@ -193,7 +194,9 @@ class RedisLedgerStore:
     def load_script(self) -> str:
         """SCRIPT LOAD the ledger script (done lazily on NOSCRIPT as well)."""
         sha = _text(self.client.script_load(LEDGER_LUA))
-        assert sha == LEDGER_SHA, (sha, LEDGER_SHA)
+        if sha != LEDGER_SHA:
+            raise RuntimeError(f"Redis returned SHA {sha} for the ledger script, expected {LEDGER_SHA}")
+        self._loaded = True
         return sha
 
     def apply(self, req: LedgerRequest, limits: Limits) -> Verdict:
@@ -208,7 +211,12 @@ class RedisLedgerStore:
     def apply_many(self, reqs: Sequence[LedgerRequest], limits: Limits) -> list[Verdict]:
         """Pipelined (not MULTI): each script is still atomic, and they run in order.
 
-        A call refused with NOSCRIPT did not run, so it alone is retried after loading."""
+        The script is loaded before the first pipeline. A call refused with NOSCRIPT (the
+        server lost its script cache) did not run; such calls are retried one by one, in
+        order, after their pipeline. Only a cache lost *during* a pipeline and reloaded by
+        another client at once could reorder two calls of one batch; each stays atomic."""
+        if not self._loaded:
+            self.load_script()
         out: list[Verdict] = []
         for start in range(0, len(reqs), self.pipeline_size):
             chunk = reqs[start : start + self.pipeline_size]

@@ -1,0 +1,255 @@
+"""What only the Redis ledger store has: its key layout and TTLs, script (re)loading, and
+atomicity under real concurrency (two processes on the same users)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from stream.fatigue import DAY_MS, HOUR_MS, Candidate, FatigueLedger, Limits, verdict_fields
+from stream.fatigue_keys import channel_key, cooldown_key, record_key
+
+pytestmark = pytest.mark.integration
+
+redis = pytest.importorskip("redis")
+from stream.state.fatigue_redis import LEDGER_SHA, RedisLedgerStore  # noqa: E402
+
+T0 = 1767607200000  # 2026-01-05T10:00Z
+
+
+@pytest.fixture
+def prefix(redis_url):
+    """A key prefix no other test uses; its keys are deleted afterwards (never FLUSHDB)."""
+    p = f"t.fatigue.{uuid.uuid4().hex[:12]}"
+    yield p
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{p}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def client(redis_url):
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+def test_key_layout_and_ttls(client, prefix):
+    ledger = FatigueLedger(RedisLedgerStore(client, prefix), holdout_share=0.0)
+    v = ledger.check(Candidate("act1", "alice", "cart_abandoned", T0, ("push", "email"), coupon=True), b'{"d":1}')
+    assert v.status == "sent" and v.coupon == "granted"
+    keys = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:*"))
+    assert keys == sorted(
+        [
+            channel_key(prefix, "alice", "push"),
+            channel_key(prefix, "alice", "coupon"),
+            cooldown_key(prefix, "alice", "cart_abandoned"),
+            record_key(prefix, "alice", "act1"),
+        ]
+    )
+    assert all("{u:alice}" in k for k in keys)  # one hash slot per user
+    assert client.zrange(channel_key(prefix, "alice", "push"), 0, -1, withscores=True) == [(b"act1", float(T0))]
+    assert client.get(cooldown_key(prefix, "alice", "cart_abandoned")) == str(T0).encode()
+    rec = client.hgetall(record_key(prefix, "alice", "act1"))
+    assert rec[b"st"] == b"sent" and rec[b"ch"] == b"push" and rec[b"pl"] == b'{"d":1}'
+    lim = Limits()
+    for k in keys:
+        ttl = client.pttl(k)
+        expected = lim.cooldown_ms + lim.retention_ms if ":cd:" in k else lim.ttl_ms
+        assert expected - 60_000 < ttl <= expected, k
+
+
+def test_old_deliveries_are_pruned_by_event_time(client, prefix):
+    ledger = FatigueLedger(RedisLedgerStore(client, prefix), Limits(channel_cap=100), holdout_share=0.0)
+    for day in range(20):
+        ledger.check(Candidate(f"a{day}", "bob", "churn_risk", T0 + day * DAY_MS, ("email",)))
+    kept = client.zrange(channel_key(prefix, "bob", "email"), 0, -1, withscores=True)
+    horizon = T0 + 19 * DAY_MS - Limits().window_ms - Limits().retention_ms
+    assert kept and all(score > horizon for _, score in kept)
+    assert len(kept) == 8
+
+
+class _BogusShaOnce:
+    """Proxy whose first EVALSHA names an unknown script, so Redis really answers NOSCRIPT
+    (as after a restart or SCRIPT FLUSH) without flushing the shared server's cache."""
+
+    def __init__(self, real):
+        self.real, self.lost, self.loads = real, True, 0
+
+    def _sha(self, sha):
+        return "0" * 40 if self.lost else sha
+
+    def evalsha(self, sha, *args):
+        return self.real.evalsha(self._sha(sha), *args)
+
+    def script_load(self, script):
+        self.loads += 1
+        self.lost = False
+        return self.real.script_load(script)
+
+    def pipeline(self, transaction=True):
+        pipe, outer = self.real.pipeline(transaction=transaction), self
+
+        class Pipe:
+            def evalsha(self, sha, *args):
+                return pipe.evalsha(outer._sha(sha), *args)
+
+            def execute(self, raise_on_error=True):
+                return pipe.execute(raise_on_error=raise_on_error)
+
+        return Pipe()
+
+
+def test_noscript_reloads_and_retries_in_order(client, prefix):
+    proxy = _BogusShaOnce(client)
+    store = RedisLedgerStore(proxy, prefix)
+    ledger = FatigueLedger(store, holdout_share=0.0)
+    v = ledger.check(Candidate("a1", "carol", "t1", T0, ("push",)))
+    assert (v.status, v.duplicate, proxy.loads) == ("sent", False, 1)
+    proxy.lost = True  # the server restarted: its script cache is empty
+    got = ledger.check_many([Candidate(f"b{i}", "carol", f"t{i + 2}", T0 + i, ("push", "email")) for i in range(4)])
+    assert [(x.channel, x.duplicate) for x in got] == [("push", False), ("push", False), ("email", False), ("email", False)]
+    assert proxy.loads == 2
+    assert client.script_exists(LEDGER_SHA) == [True]
+
+
+def test_first_pipeline_loads_the_script(client, prefix):
+    proxy = _BogusShaOnce(client)
+    got = FatigueLedger(RedisLedgerStore(proxy, prefix), holdout_share=0.0).check_many(
+        [Candidate(f"c{i}", "carl", f"t{i}", T0 + i, ("push",)) for i in range(2)]
+    )
+    assert [x.status for x in got] == ["sent", "sent"] and proxy.loads == 1
+
+
+def test_decoded_responses_client_works_too(redis_url, prefix):
+    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        ledger = FatigueLedger(RedisLedgerStore(c, prefix), holdout_share=0.0)
+        v = ledger.check(Candidate("x", "dave", "t", T0, ("sms",), tz="UTC"), '{"é":1}'.encode())
+        again = ledger.check(Candidate("x", "dave", "t", T0, ("sms",), tz="UTC"))
+        assert again.duplicate and again.payload == '{"é":1}'.encode() and again.channel == v.channel == "sms"
+    finally:
+        c.close()
+
+
+def test_from_settings(redis_url, prefix):
+    from stream.settings import load_settings
+
+    s = load_settings(env={"INTENTSTREAM_REDIS__URL": redis_url, "INTENTSTREAM_REDIS__KEY_PREFIX": prefix})
+    store = RedisLedgerStore.from_settings(s)
+    try:
+        assert store.prefix == prefix
+        v = FatigueLedger.from_settings(s, store).check(Candidate("a", "erin", "t", T0, ("in_app",)))
+        assert v.channel == "in_app"
+    finally:
+        store.client.close()
+
+
+# --------------------------------------------------------------------------- concurrency
+
+USERS = [f"cu{i}" for i in range(12)]
+CHANNELS = ("push", "sms", "email", "in_app")
+
+
+def _workload(seed: int = 42, n: int = 900) -> list[dict]:
+    """Overlapping candidates on few users, many at the same instants, some coupons."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        chans = list(CHANNELS)
+        rng.shuffle(chans)
+        out.append(
+            dict(
+                action_id=f"act{i}",
+                user_id=rng.choice(USERS),
+                trigger=rng.choice(["cart_abandoned", "churn_risk", "kyc_stalled", "payment_stalled", "coupon_interest"]),
+                decided_at=T0 + rng.randrange(0, 10 * DAY_MS, HOUR_MS),
+                channels=tuple(chans[: rng.randrange(1, 4)]),
+                tz=rng.choice(["UTC", "America/New_York", "Asia/Shanghai"]),
+                coupon=rng.random() < 0.5,
+            )
+        )
+    return out
+
+
+def _worker(redis_url: str, prefix: str, seed: int, pipelined: bool, barrier, out_path: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    ledger = FatigueLedger(RedisLedgerStore(client, prefix, pipeline_size=8), holdout_share=0.05)
+    cands = [Candidate(**c) for c in _workload()]
+    rng = random.Random(seed)
+    rng.shuffle(cands)
+    cands += rng.sample(cands, len(cands) // 3)  # redeliveries within this worker too
+    barrier.wait()
+    verdicts = []
+    if pipelined:
+        for i in range(0, len(cands), 8):
+            verdicts += ledger.check_many(cands[i : i + 8])
+    else:
+        verdicts = [ledger.check(c) for c in cands]
+    with open(out_path, "w") as fh:
+        for c, v in zip(cands, verdicts):
+            fh.write(json.dumps({"c": c.action_id, "u": c.user_id, "t": c.trigger, "at": c.decided_at, **verdict_fields(v)}) + "\n")
+    client.close()
+
+
+@pytest.mark.slow
+def test_two_processes_never_exceed_caps_or_decide_an_action_twice(redis_url, prefix, tmp_path: Path):
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(2)
+    outs = [tmp_path / "w0.jsonl", tmp_path / "w1.jsonl"]
+    procs = [
+        ctx.Process(target=_worker, args=(redis_url, prefix, 1, False, barrier, str(outs[0]))),
+        ctx.Process(target=_worker, args=(redis_url, prefix, 2, True, barrier, str(outs[1]))),
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    rows = [json.loads(line) for path in outs for line in path.read_text().splitlines()]
+
+    by_action: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_action[r["c"]].append(r)
+    assert len(by_action) == len(_workload())
+    for aid, rs in by_action.items():
+        originals = [r for r in rs if not r["duplicate"]]
+        assert len(originals) == 1, (aid, rs)  # recorded exactly once across both processes
+        fields = {json.dumps({k: v for k, v in r.items() if k != "duplicate"}, sort_keys=True) for r in rs}
+        assert len(fields) == 1, (aid, rs)  # every answer for it is the original decision
+
+    decisions = [next(r for r in rs if not r["duplicate"]) for rs in by_action.values()]
+    statuses = {d["status"] for d in decisions}
+    assert {"sent", "suppressed", "holdout"} <= statuses
+    assert any(d["reason"] == "fatigue_cap" for d in decisions)  # the caps were really contended
+    deliveries: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for d in decisions:
+        if d["status"] in ("sent", "deferred"):
+            when = d["send_at"] or d["at"]
+            deliveries[(d["u"], d["channel"])].append(when)
+            if d["coupon"] == "granted":
+                deliveries[(d["u"], "coupon")].append(when)
+    window = Limits().window_ms
+    for (user, channel), times in deliveries.items():
+        cap = 1 if channel == "coupon" else 3
+        for t in times:
+            assert sum(1 for x in times if t - window < x <= t) <= cap, (user, channel, sorted(times))
+        # the ledger's own sorted set holds these deliveries (less those pruned as too old)
+        stored = redis.Redis.from_url(redis_url).zrange(channel_key(prefix, user, channel), 0, -1, withscores=True)
+        assert set(int(s) for _, s in stored) <= set(times) and max(times) in {int(s) for _, s in stored}
+    # cooldown: two messages (or holdout records) of one trigger are >= 24 h apart
+    started: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for d in decisions:
+        if d["status"] in ("sent", "deferred", "holdout"):
+            started[(d["u"], d["t"])].append(d["at"])
+    for key, times in started.items():
+        times.sort()
+        assert all(b - a >= DAY_MS for a, b in zip(times, times[1:])), (key, times)
