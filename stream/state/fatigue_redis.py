@@ -44,7 +44,8 @@ from stream.fatigue_keys import COUPON_CHANNEL, channel_key, cooldown_key, recor
 #:   [10] first-choice channel ("" for none)  [11] action_id  [12] payload
 #:   [13 .. 12+n] send times (ms), [13+n .. 12+2n] channel names, same order as KEYS.
 #:   Returns {duplicate 0/1, status, reason, channel, send_at, fallback_from, coupon,
-#:   payload}, "" standing for null.
+#:   payload}, "" standing for null; the payload only for a duplicate (the caller has its
+#:   own otherwise).
 LEDGER_LUA: Final = r"""
 local rec = redis.call('HMGET', KEYS[1], 'st', 'rs', 'ch', 'sa', 'fb', 'cp', 'pl')
 if rec[1] then
@@ -71,7 +72,7 @@ local function ms(x) return string.format('%.0f', x) end
 local function record(st, rs, ch, sa, fb, cp)
   redis.call('HSET', KEYS[1], 'st', st, 'rs', rs, 'ch', ch, 'sa', sa, 'fb', fb, 'cp', cp, 'pl', payload)
   redis.call('PEXPIRE', KEYS[1], ms(ttl))
-  return {0, st, rs, ch, sa, fb, cp, payload}
+  return {0, st, rs, ch, sa, fb, cp, ''}
 end
 
 -- one more delivery at t keeps every window (e - window, e] containing t within limit
@@ -206,7 +207,7 @@ class RedisLedgerStore:
         except NoScriptError:
             self.load_script()
             reply = self.client.evalsha(LEDGER_SHA, len(keys), *keys, *args)
-        return self.parse_reply(reply)
+        return self.parse_reply(reply, req)
 
     def apply_many(self, reqs: Sequence[LedgerRequest], limits: Limits) -> list[Verdict]:
         """Pipelined (not MULTI): each script is still atomic, and they run in order.
@@ -231,12 +232,15 @@ class RedisLedgerStore:
                 elif isinstance(reply, Exception):
                     raise reply
                 else:
-                    out.append(self.parse_reply(reply))
+                    out.append(self.parse_reply(reply, req))
         return out
 
     @staticmethod
-    def parse_reply(reply: Sequence[Any]) -> Verdict:
+    def parse_reply(reply: Sequence[Any], req: LedgerRequest) -> Verdict:
         dup, status, reason, channel, send_at, fallback, coupon, payload = reply
+        duplicate = int(dup) == 1
+        if not duplicate:
+            payload = req.payload
         sa = _text(send_at)
         return Verdict(
             status=_text(status),
@@ -246,5 +250,5 @@ class RedisLedgerStore:
             fallback_from=_opt(fallback),
             coupon=_opt(coupon),
             payload=payload if isinstance(payload, bytes) else str(payload).encode(),
-            duplicate=int(dup) == 1,
+            duplicate=duplicate,
         )
