@@ -285,6 +285,15 @@ class MemoryLedgerStore:
     cooldown keys after cooldown + slack). The two differ only for a redelivery arriving
     after the user's later events have moved more than that horizon past the original,
     or for an event more than cooldown + slack late; live, event time ~ server time.
+
+    >>> import pickle
+    >>> store = MemoryLedgerStore()
+    >>> req = LedgerRequest("a1", "u1", "churn_risk", 0, (("email", 0),), "email")
+    >>> store.apply(req, Limits()).channel
+    'email'
+    >>> copy = pickle.loads(pickle.dumps(store))          # a snapshot
+    >>> copy.apply(req, Limits()).duplicate, sorted(copy.users["u1"].channels["email"])
+    (True, ['a1'])
     """
 
     def __init__(self) -> None:
