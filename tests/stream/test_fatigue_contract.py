@@ -3,6 +3,7 @@ in-memory store and on Redis (the Lua script). The Redis variant needs the local
 
 from __future__ import annotations
 
+import random
 import uuid
 
 import pytest
@@ -20,7 +21,31 @@ from stream.fatigue import (
     verdict_fields,
 )
 
-from .test_fatigue import random_candidates
+
+
+def random_candidates(n: int, seed: int = 1, users: int = 6) -> list[Candidate]:
+    """Candidates in time order on few users, all rules in play (as in test_fatigue.py)."""
+    rng = random.Random(seed)
+    zones = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Shanghai"]
+    channels = ["push", "sms", "email", "in_app"]
+    out = []
+    t = ts("2026-03-01T00:00:00Z")
+    for i in range(n):
+        t += rng.randrange(0, 8 * HOUR_MS)
+        rng.shuffle(channels)
+        out.append(
+            Candidate(
+                action_id=f"a{i}",
+                user_id=f"u{rng.randrange(users)}",
+                trigger=rng.choice(["cart_abandoned", "churn_risk", "kyc_stalled", "payment_stalled"]),
+                decided_at=t,
+                channels=tuple(channels[: rng.randrange(1, 4)]),
+                tz=rng.choice(zones),
+                opt_outs=frozenset(rng.sample(channels, rng.choice([0, 0, 0, 1, 2]))),
+                coupon=rng.random() < 0.5,
+            )
+        )
+    return out
 
 WEEK = 7 * DAY_MS
 
