@@ -168,11 +168,12 @@ class StrategySettings:
 @dataclass(frozen=True)
 class PersonaSettings:
     estimator: str = "kmeans"
-    n_clusters: int = 8
+    n_clusters: int = 12
     seed: int = 42
-    categorical_weight: float = 1.0
-    kmeans_halflife: float = 0.05
-    dbstream_clustering_threshold: float = 1.5
+    categorical_weight: float = 2.0
+    assignment: str = "distinctive"
+    kmeans_halflife: float = 0.1
+    dbstream_clustering_threshold: float = 3.0
     dbstream_fading_factor: float = 0.01
     dbstream_cleanup_interval: float = 2.0
     dbstream_intersection_factor: float = 0.3
