@@ -12,6 +12,7 @@ import sys
 COMMAND_MODULES = (
     "stream.generate",
     "stream.validate",
+    "stream.report",
     "agents.commands",
 )
 
