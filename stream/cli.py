@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "stream.validate",
     "stream.report",
     "agents.commands",
+    "agents.tools",
 )
 
 
