@@ -12,6 +12,7 @@ import sys
 COMMAND_MODULES = (
     "stream.generate",
     "stream.validate",
+    "stream.offline",
     "stream.report",
     "agents.commands",
     "agents.tools",

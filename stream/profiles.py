@@ -48,7 +48,7 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from stream.events import MESSAGE_CHANNELS, zone
-from stream.segments import AMOUNT, KYC_STATUSES, MSG_CHANNEL, TRANSACTION_STATUSES, TS, TYPE, TZ
+from stream.segments import AMOUNT, KYC_STATUSES, MSG_CHANNEL, TRANSACTION_STATUSES, TS, TYPE, TZ, type_info
 
 DAY_MS: Final = 86_400_000
 BITMAP_DAYS: Final = 32
@@ -60,7 +60,6 @@ _TX_CODE: Final = {s: i for i, s in enumerate(TRANSACTION_STATUSES)}
 # type -> new kyc status / new transaction status
 _KYC_EVENTS: Final = {"kyc_start": "in_progress", "kyc_submit": "in_progress", "kyc_approved": "completed", "kyc_rejected": "rejected"}
 _TX_EVENTS: Final = {"checkout_start": "in_progress", "payment_submit": "in_progress", "payment_success": "completed", "payment_fail": "failed"}
-_PROFILE_TYPES: Final = frozenset(_KYC_EVENTS) | frozenset(_TX_EVENTS) | {"unsubscribe"}
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class UserProfile:
     __slots__ = (
         "first_seen_ms", "last_event_ms", "day_last", "day_bits", "days_total",
         "kyc", "kyc_ts", "tx", "tx_ts", "tx_count", "tx_amount", "last_purchase_ms",
-        "opt_out_bits", "tz", "tz_ts",
+        "opt_out_bits", "tz", "tz_ts", "_dlo", "_dhi",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -116,6 +115,7 @@ class UserProfile:
         self.kyc_ts = self.tx_ts = self.tz_ts = -1
         self.tx_amount = 0.0
         self.tz: str | None = None
+        self._dlo = self._dhi = 0  # bounds of day_last in tz (not stored; 0, 0 = unknown)
 
     @property
     def opt_outs(self) -> frozenset[str]:
@@ -166,41 +166,55 @@ class UserProfile:
         (p.first_seen_ms, p.last_event_ms, p.day_last, p.day_bits, p.days_total, k, p.kyc_ts, t, p.tx_ts,
          p.tx_count, p.tx_amount, p.last_purchase_ms, p.opt_out_bits, p.tz, p.tz_ts) = a  # fmt: skip
         p.kyc, p.tx = KYC_STATUSES[k], TRANSACTION_STATUSES[t]
+        p._dlo = p._dhi = 0
         return p
 
 
 def apply(p: UserProfile, ev: tuple) -> None:
     """Fold one event (compact tuple, see :mod:`stream.segments`) into ``p``, in place."""
     ts = ev[TS]
-    if p.first_seen_ms < 0 or ts < p.first_seen_ms:
-        p.first_seen_ms = ts
+    tz = ev[TZ] if len(ev) > TZ else None
+    if tz is not None and ts >= p.tz_ts:
+        set_tz(p, tz, ts)
+    info = type_info(ev[TYPE])
+    apply_fields(p, ts, info[0], info[4], ev[AMOUNT] if len(ev) > AMOUNT else None, ev[MSG_CHANNEL] if len(ev) > MSG_CHANNEL else None)
+
+
+def set_tz(p: UserProfile, tz: str, ts: int) -> None:
+    """The tz of the user's newest event with one (caller checked ``ts >= p.tz_ts``)."""
+    if tz != p.tz:
+        p.tz = tz
+        p._dlo = p._dhi = 0
+    p.tz_ts = ts
+
+
+def apply_fields(p: UserProfile, ts: int, typ: str, kind: int, amt: float | None, mch: str | None) -> None:
+    """:func:`apply` on unpacked fields (the sessionizer's hot path); ``kind`` is the
+    profile kind of the type (:func:`stream.segments.type_info`, index 4)."""
     if ts > p.last_event_ms:
         p.last_event_ms = ts
-    tz = ev[TZ]
-    if tz is not None and ts >= p.tz_ts:
-        p.tz, p.tz_ts = tz, ts
-    _mark_day(p, local_day(p.tz, ts))
-    typ = ev[TYPE]
-    if typ not in _PROFILE_TYPES:
+        if p.first_seen_ms < 0:
+            p.first_seen_ms = ts
+    elif ts < p.first_seen_ms:
+        p.first_seen_ms = ts
+    if not p._dlo <= ts < p._dhi:
+        _mark_day(p, ts)
+    if not kind:
         return
-    new = _KYC_EVENTS.get(typ)
-    if new is not None:
+    if kind == 1:
+        new = _KYC_EVENTS[typ]
         if ts >= p.kyc_ts and not (new == "in_progress" and p.kyc == "completed"):
             p.kyc, p.kyc_ts = new, ts
-        return
-    new = _TX_EVENTS.get(typ)
-    if new is not None:
+    elif kind == 2:
         if ts >= p.tx_ts:
-            p.tx, p.tx_ts = new, ts
+            p.tx, p.tx_ts = _TX_EVENTS[typ], ts
         if typ == "payment_success":
             p.tx_count += 1
-            p.tx_amount = round(p.tx_amount + (ev[AMOUNT] or 0.0), 2)
+            p.tx_amount = round(p.tx_amount + (amt or 0.0), 2)
             if ts > p.last_purchase_ms:
                 p.last_purchase_ms = ts
-        return
-    # unsubscribe
-    ch = ev[MSG_CHANNEL]
-    p.opt_out_bits |= _CHANNEL_BITS.get(ch, 0) if ch else _ALL_CHANNELS
+    else:  # unsubscribe
+        p.opt_out_bits |= _CHANNEL_BITS.get(mch, 0) if mch else _ALL_CHANNELS
 
 
 def updated(p: UserProfile, ev: tuple) -> UserProfile:
@@ -210,7 +224,15 @@ def updated(p: UserProfile, ev: tuple) -> UserProfile:
     return q
 
 
-def _mark_day(p: UserProfile, day: int) -> None:
+def _mark_day(p: UserProfile, ts: int) -> None:
+    tz = p.tz
+    day = local_day(tz, ts)
+    if day == p.day_last or p.day_last < 0 or day > p.day_last:  # cache the newest day's bounds
+        lo, hi = day_bounds(tz, day)
+        if lo <= ts < hi and local_day(tz, lo) == day == local_day(tz, hi - 1):
+            p._dlo, p._dhi = lo, hi
+        else:  # a zone whose midnight is skipped by DST: no cache for this day
+            p._dlo = p._dhi = 0
     last = p.day_last
     if day == last:
         return
@@ -225,3 +247,18 @@ def _mark_day(p: UserProfile, day: int) -> None:
             p.day_bits |= 1 << back
             p.days_total += 1
 
+
+def day_bounds(tz: str | None, day: int) -> tuple[int, int]:
+    """[start, end) in epoch ms of local day number ``day`` in ``tz`` (exact across DST).
+
+    >>> day_bounds("Asia/Shanghai", 20458)
+    (1767542400000, 1767628800000)
+    """
+    if tz is None or tz == "UTC":
+        return day * DAY_MS, (day + 1) * DAY_MS
+    z = zone(tz)
+    bounds = []
+    for d in (day, day + 1):
+        midnight = datetime.fromtimestamp(d * 86400, tz=timezone.utc).replace(tzinfo=z)
+        bounds.append(int(midnight.timestamp()) * 1000)
+    return bounds[0], bounds[1]

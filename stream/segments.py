@@ -79,7 +79,7 @@ closed_by           intent_change, inactivity (the gap), max_length, late_flush 
 
 >>> acc = SegmentAccumulator()
 >>> for ts, eid, typ in [(0, "a", "page_view"), (60_000, "b", "add_to_cart"), (120_000, "c", "checkout_start")]:
-...     acc.add((ts, eid, typ, "ios", "app", None, None, None), "not_started", "in_progress")
+...     acc.add((ts, eid, typ, "ios", "app", None), "not_started", "in_progress")
 >>> seg = acc.finish("u1", "s1", 0, "introduction", "UTC", "inactivity", Labeller())
 >>> seg.intent, seg.intent_strength, seg.urgency, seg.behaviour_stage, seg.duration_min
 ('purchase', 0.4167, 'high', 'transacting', 2.0)
@@ -144,6 +144,44 @@ _FLAGS: Final = {
 # Compact event tuple used by the sessionizer (no per-event dataclass):
 # (ts_ms, event_id, type, device, channel, amount, tz, message_channel)
 TS, EID, TYPE, DEVICE, CHANNEL, AMOUNT, TZ, MSG_CHANNEL = range(8)
+
+#: Type codes of events kept in stored state (reorder buffers). Append only.
+TYPE_CODES: Final = (
+    "page_view", "click", "search", "app_open", "login", "signup",
+    "coupon_view", "coupon_claim", "coupon_redeem",
+    "add_to_cart", "remove_from_cart", "checkout_start",
+    "payment_submit", "payment_success", "payment_fail",
+    "kyc_start", "kyc_submit", "kyc_approved", "kyc_rejected",
+    "form_start", "form_submit",
+    "message_open", "message_click", "message_dismiss", "unsubscribe",
+)  # fmt: skip
+TYPE_CODE: Final = {t: i for i, t in enumerate(TYPE_CODES)}
+#: Profile relevance of a type (see stream.profiles): 0 none, 1 KYC, 2 payment, 3 unsubscribe.
+_PROFILE_KIND: Final = {
+    **{t: 1 for t in ("kyc_start", "kyc_submit", "kyc_approved", "kyc_rejected")},
+    **{t: 2 for t in ("checkout_start", "payment_submit", "payment_success", "payment_fail")},
+    "unsubscribe": 3,
+}
+
+
+def _info(t: str) -> tuple[str, int, int, int, int]:
+    i, wt = TYPE_INTENT.get(t, (-1, 0))
+    return (t, i, wt, _FLAGS.get(t, 0), _PROFILE_KIND.get(t, 0))
+
+
+#: Type code or name -> (name, intent index or -1, weight, funnel flag, profile kind);
+#: one lookup per event. Unknown types are absent: generic interactions.
+TYPE_INFO: Final[dict[int | str, tuple[str, int, int, int, int]]] = {
+    **{t: _info(t) for t in TYPE_CODES},
+    **{i: _info(t) for i, t in enumerate(TYPE_CODES)},
+}
+GENERIC_INFO: Final = ("", -1, 0, 0, 0)
+
+
+def type_info(code: int | str) -> tuple[str, int, int, int, int]:
+    """:data:`TYPE_INFO` with unknown types as generic interactions."""
+    info = TYPE_INFO.get(code)
+    return info if info is not None else (str(code), -1, 0, 0, 0)
 
 
 def dominant(w: list[int]) -> int:
@@ -234,10 +272,18 @@ class IntentSegment:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: every field plus ``start`` and ``end`` as ISO-8601 UTC."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["start"] = format_ts(self.start_ms)
-        out["end"] = format_ts(self.end_ms)
-        return out
+        return {
+            "user_id": self.user_id, "session_id": self.session_id, "segment_id": self.segment_id,
+            "seq": self.seq, "start_ms": self.start_ms, "end_ms": self.end_ms,
+            "duration_min": self.duration_min, "interactions": self.interactions, "intent": self.intent,
+            "intent_strength": self.intent_strength, "urgency": self.urgency,
+            "main_activity": self.main_activity, "kyc_status": self.kyc_status,
+            "transaction_status": self.transaction_status, "behaviour_stage": self.behaviour_stage,
+            "lifecycle_stage": self.lifecycle_stage, "devices": self.devices, "channels": self.channels,
+            "type_counts": self.type_counts, "amount": self.amount, "first_event_id": self.first_event_id,
+            "last_event_id": self.last_event_id, "tz": self.tz, "closed_by": self.closed_by,
+            "late": self.late, "start": format_ts(self.start_ms), "end": format_ts(self.end_ms),
+        }  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IntentSegment:
@@ -274,34 +320,27 @@ class SegmentAccumulator:
         self.feid = self.leid = ""
         self.kyc = self.tx = "not_started"
 
-    def _count(self, ev: tuple, typ: str) -> None:
+    def add_fields(self, ts: int, eid: str, info: tuple, dev: str | None, ch: str | None, amt: float | None, kyc: str, tx: str) -> None:
+        """Add an event (``info`` from :func:`type_info`) with the user's statuses after it.
+
+        Events come in ts order, except in late runs (start/end still take min/max)."""
+        typ, i, wt, f, _ = info
         self.n += 1
         tc = self.tc
         tc[typ] = tc.get(typ, 0) + 1
-        dev = ev[DEVICE]
         if dev is not None:
             self.dev[dev] = self.dev.get(dev, 0) + 1
-        ch = ev[CHANNEL]
         if ch is not None:
             self.ch[ch] = self.ch.get(ch, 0) + 1
-        if typ == "payment_success" and ev[AMOUNT]:
-            self.amt += ev[AMOUNT]
-        f = _FLAGS.get(typ)
         if f:
             self.fx |= f
-
-    def add(self, ev: tuple, kyc: str, tx: str) -> None:
-        """Add an event with the user's statuses after it (in ts order, except in late runs)."""
-        typ = ev[TYPE]
-        self._count(ev, typ)
-        ts = ev[TS]
+        elif amt and typ == "payment_success":
+            self.amt += amt
         if self.start < 0 or ts < self.start:
-            self.start, self.feid = ts, ev[EID]
+            self.start, self.feid = ts, eid
         if ts >= self.end:
-            self.end, self.leid = ts, ev[EID]
-        vote = TYPE_INTENT.get(typ)
-        if vote is not None:
-            i, wt = vote
+            self.end, self.leid = ts, eid
+        if i >= 0:
             w = self.w
             w[i] += wt
             self.nv += 1
@@ -310,11 +349,32 @@ class SegmentAccumulator:
                 self.d = i
         self.kyc, self.tx = kyc, tx
 
-    def add_late(self, ev: tuple, kyc: str, tx: str) -> None:
+    def add_late_fields(self, info: tuple, dev: str | None, ch: str | None, amt: float | None, kyc: str, tx: str) -> None:
         """Count a late event: counts and statuses only, no vote and no time range."""
-        self._count(ev, ev[TYPE])
+        typ = info[0]
+        self.n += 1
         self.late += 1
+        self.tc[typ] = self.tc.get(typ, 0) + 1
+        if dev is not None:
+            self.dev[dev] = self.dev.get(dev, 0) + 1
+        if ch is not None:
+            self.ch[ch] = self.ch.get(ch, 0) + 1
+        if info[3]:
+            self.fx |= info[3]
+        elif amt and typ == "payment_success":
+            self.amt += amt
         self.kyc, self.tx = kyc, tx
+
+    def add(self, ev: tuple, kyc: str = "not_started", tx: str = "not_started") -> None:
+        """Add a compact event tuple ``(ts, event_id, type, device, channel, amount, ...)``
+        with the user's statuses after it (:meth:`add_fields` on unpacked fields)."""
+        self.add_fields(ev[TS], ev[EID], type_info(ev[TYPE]), ev[DEVICE], ev[CHANNEL], ev[AMOUNT], kyc, tx)
+
+    add_event = add  # the same, by a more explicit name
+
+    def add_late(self, ev: tuple, kyc: str = "not_started", tx: str = "not_started") -> None:
+        """:meth:`add_late_fields` for a compact event tuple."""
+        self.add_late_fields(type_info(ev[TYPE]), ev[DEVICE], ev[CHANNEL], ev[AMOUNT], kyc, tx)
 
     def merge(self, later: SegmentAccumulator) -> None:
         """Fold ``later`` (whose events all come after this one's) into this one."""

@@ -1,0 +1,62 @@
+"""What only the Redis store has: key layout, TTLs, memory per user, errors as exceptions."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+
+from stream import keys
+from stream.engine import SessionEngine
+from stream.generate import GeneratorConfig, generate_lines
+from stream.state import CommitBatch, PartitionMeta, StoreUnavailable
+from stream.state.redis import RedisSessionStore
+
+
+def test_connection_errors_raise_store_unavailable():
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+    store = RedisSessionStore(client, prefix="x")
+    with pytest.raises(StoreUnavailable):
+        store.load_partition(0)
+    with pytest.raises(StoreUnavailable):
+        store.commit(0, CommitBatch(PartitionMeta(hi=1), {"u": b"s"}))
+
+
+@pytest.fixture
+def redis_store(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"t.{uuid.uuid4().hex[:12]}"
+    try:
+        yield RedisSessionStore(client, prefix=prefix, user_ttl_s=7 * 86400)
+    finally:
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
+        client.close()
+
+
+@pytest.mark.integration
+def test_keys_are_hash_tagged_and_user_keys_expire(redis_store):
+    store, client, prefix = redis_store, redis_store.client, redis_store.prefix
+    lines = list(generate_lines(GeneratorConfig(users=5, days=1, seed=2)))
+    eng = SessionEngine(store, 2)
+    eng.process(list(enumerate(lines)))
+    found = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:*"))
+    users = [k for k in found if ":{u:" in k]
+    assert users and all(k.endswith(":ses") for k in users)
+    assert set(found) - set(users) <= {keys.partition_meta(prefix, 2), keys.partition_due(prefix, 2), keys.partition_outbox(prefix, 2)}
+    ttl = client.pttl(users[0])
+    assert 6 * 86400_000 < ttl <= 7 * 86400_000
+    assert client.pttl(keys.partition_meta(prefix, 2)) == -1  # partition keys do not expire
+
+
+@pytest.mark.integration
+def test_a_users_state_costs_under_2kb_of_redis_memory(redis_store):
+    lines = list(generate_lines(GeneratorConfig(users=200, days=1, seed=3)))
+    eng = SessionEngine(redis_store, 0)
+    usages = []
+    for start in range(0, len(lines), 500):
+        eng.process([(start + i, raw) for i, raw in enumerate(lines[start : start + 500])])
+        usages += [redis_store.memory_usage(f"u{i:06d}") or 0 for i in range(0, 200, 10)]
+    active = [u for u in usages if u]
+    assert active and max(active) <= 2048
