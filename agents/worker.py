@@ -1,0 +1,218 @@
+"""The worker: a Faust agent per input topic that moves bytes between Kafka, the engine
+in ``stream`` and Redis. No business logic lives here.
+
+Per batch of one partition: run the partition's engine in a thread (it commits state and
+outbox atomically to Redis), then publish the outbox with an idempotent producer, wait
+for every ack, and ack the outbox (see :mod:`agents.outbox` for the exactly-once
+argument). Redis outages pause the partition and retry the same batch with backoff; no
+event is skipped. A partition that received nothing for ``[triggers] idle_partition_s``
+adopts the highest watermark of the other partitions (read from Redis, so it works
+across workers), which fires its due timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import defaultdict
+from typing import Any, Callable, TypeVar
+
+import faust
+from aiokafka import AIOKafkaProducer
+
+from agents.admin import ensure_topics
+from agents.app import Topics, create_app
+from agents.outbox import ID_HEADER, already_published
+from stream.partitioning import partition_for
+from stream.settings import Settings
+from stream.state import StoreUnavailable
+
+log = logging.getLogger("intentstream.worker")
+T = TypeVar("T")
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Connection options for our own aiokafka producer (SASL/TLS like Faust's)."""
+    k = settings.kafka
+    opts: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in k.bootstrap_servers.split(",") if s.strip()],
+        "security_protocol": k.security_protocol,
+        "client_id": f"{settings.worker.app_id}-outbox",
+    }
+    if k.security_protocol.upper() in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=k.ssl_cafile or None)
+        if k.ssl_certfile:
+            context.load_cert_chain(k.ssl_certfile, k.ssl_keyfile or None)
+        opts["ssl_context"] = context
+    if k.sasl_mechanism:
+        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username, sasl_plain_password=k.sasl_password)
+    return opts
+
+
+class Pipeline:
+    """Engines of the assigned partitions, their outbox publishing and idle handling."""
+
+    def __init__(self, settings: Settings, make_engine: Callable[[int], Any], producer: AIOKafkaProducer) -> None:
+        self.settings = settings
+        self.make_engine = make_engine
+        self.producer = producer
+        self.engines: dict[int, Any] = {}
+        self.recovered: set[int] = set()
+        self.last_input: dict[int, float] = {}
+        self.partition_counts: dict[str, int] = {}
+        self.counters: dict[str, int] = defaultdict(int)
+        self.lock = asyncio.Lock()  # one step at a time: the agent and the idle timer share engines
+
+    def engine(self, p: int) -> Any:
+        eng = self.engines.get(p)
+        if eng is None:
+            eng = self.engines[p] = self.make_engine(p)
+        return eng
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions revoked: drop their engines (and caches); recover on reassignment."""
+        for p in partitions:
+            self.engines.pop(p, None)
+            self.recovered.discard(p)
+            self.last_input.pop(p, None)
+
+    async def retrying(self, what: str, fn: Callable[[], T]) -> T:
+        """Run a blocking store call in a thread; on a store outage wait and retry forever."""
+        delay = 0.2
+        while True:
+            try:
+                return await asyncio.to_thread(fn)
+            except (StoreUnavailable, ConnectionError, TimeoutError, OSError) as exc:
+                self.counters["store_retries"] += 1
+                log.warning("%s: state store unavailable (%s); retrying in %.1fs", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.worker.redis_retry_max_s)
+
+    async def handle(self, p: int, records: list[tuple[int, bytes]]) -> None:
+        async with self.lock:
+            eng = self.engine(p)
+            await self.recover(p, eng)
+            self.last_input[p] = time.monotonic()
+            result = await self.retrying(f"partition {p}", lambda: eng.process(records))
+            for name, value in result.counters.items():
+                self.counters[name] += value
+            await self.publish(p, eng)
+
+    async def recover(self, p: int, eng: Any) -> None:
+        """Before a partition's first step: publish what a previous owner left in its outbox."""
+        if p in self.recovered:
+            return
+        pending = await self.retrying(f"partition {p} outbox", eng.pending_outbox)
+        if pending:
+            since = await self.retrying(f"partition {p} offsets", lambda: eng.store.output_offsets(p))
+            targets = [(e.id, e.topic, self.target_partition(e)) for e in pending]
+            kafka_opts = self.settings.kafka.kafka_python_options()
+            done = await asyncio.to_thread(already_published, kafka_opts, targets, since)
+            if done:
+                await self.retrying(f"partition {p} ack", lambda: eng.ack(done))
+            log.info("partition %d: recovered outbox (%d pending, %d already published)", p, len(pending), len(done))
+        self.recovered.add(p)
+
+    def target_partition(self, entry: Any) -> int:
+        n = self.partition_counts.get(entry.topic, self.settings.topics.partitions)
+        if entry.key is None:
+            return int(entry.seq) % n
+        return partition_for(entry.key, n)
+
+    async def publish(self, p: int, eng: Any) -> None:
+        pending = await self.retrying(f"partition {p} outbox", eng.pending_outbox)
+        if not pending:
+            return
+        futures = []
+        for e in pending:
+            fut = await self.producer.send(
+                e.topic, value=e.value, key=e.key, partition=self.target_partition(e),
+                headers=[(ID_HEADER, e.id.encode())],
+            )
+            futures.append(fut)
+        metas = await asyncio.gather(*futures)
+        offsets: dict[tuple[str, int], int] = {}
+        for md in metas:
+            key = (md.topic, md.partition)
+            offsets[key] = max(offsets.get(key, 0), md.offset + 1)
+        ids = [e.id for e in pending]
+        await self.retrying(f"partition {p} ack", lambda: eng.ack(ids, offsets))
+        self.counters["published"] += len(ids)
+
+    async def tick(self, assigned: set[int]) -> None:
+        """Idle partitions adopt the highest watermark; pending outboxes are flushed."""
+        now = time.monotonic()
+        idle_after = self.settings.triggers.idle_partition_s
+        async with self.lock:
+            for p in sorted(assigned):
+                eng = self.engine(p)
+                await self.recover(p, eng)
+                await self.publish(p, eng)
+            idle = [p for p in sorted(assigned) if now - self.last_input.get(p, now) >= idle_after]
+            if not idle:
+                return
+            n = self.settings.topics.partitions
+            metas = await self.retrying("watermarks", lambda: [self.engine(0).store.load_partition(q) for q in range(n)])
+            top = max((m.wm for m in metas), default=0)
+            for p in idle:
+                eng = self.engine(p)
+                if top > eng.meta.wm:
+                    result = await self.retrying(f"partition {p} idle", lambda eng=eng: eng.advance_to(top))
+                    for name, value in result.counters.items():
+                        self.counters[name] += value
+                    await self.publish(p, eng)
+
+
+def build(settings: Settings) -> tuple[faust.App, Topics]:
+    """The Faust app with its agents and timers wired to a :class:`Pipeline`."""
+    from stream.engine import SessionEngine
+    from stream.state.redis import RedisSessionStore
+
+    app, topics = create_app(settings)
+    store = RedisSessionStore.from_settings(settings)
+    state: dict[str, Pipeline] = {}
+    starting = asyncio.Lock()
+
+    async def pipeline() -> Pipeline:
+        async with starting:  # the agent and the timer may both ask first
+            if "p" not in state:
+                producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", enable_idempotence=True, linger_ms=5)
+                await producer.start()
+                state["p"] = Pipeline(settings, lambda p: SessionEngine(store, p, settings), producer)
+        return state["p"]
+
+    @app.agent(topics.clickstream, name="sessionize")
+    async def sessionize(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_within_s):
+            pipe = await pipeline()
+            by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+            for ev in events:
+                by_partition[ev.message.partition].append((ev.message.offset, ev.message.value))
+            for p, records in sorted(by_partition.items()):
+                await pipe.handle(p, records)
+
+    @app.timer(interval=settings.worker.idle_tick_s)
+    async def idle_tick() -> None:
+        clickstream = settings.topics.clickstream
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == clickstream}
+        if assigned:
+            await (await pipeline()).tick(assigned)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
+        if "p" in state:
+            async with state["p"].lock:
+                state["p"].forget({tp.partition for tp in revoked if tp.topic == settings.topics.clickstream})
+
+    return app, topics
+
+
+def run(settings: Settings, loglevel: str | None = None) -> int:
+    """``intentstream worker``: create topics, then run until SIGTERM/SIGINT (graceful)."""
+    ensure_topics(settings)
+    app, _topics = build(settings)
+    worker = faust.Worker(app, loglevel=loglevel or settings.worker.log_level, override_logging=True)
+    worker.execute_from_commandline()
+    return 0
