@@ -79,9 +79,8 @@ from stream.sessions import (
     DUPLICATE,
     SessionConfig,
     UserState,
-    accept,
+    accept_fields,
     advance,
-    event_tuple,
     flush,
     next_due,
 )
@@ -191,7 +190,7 @@ class SessionEngine:
         seq = meta.ob
         hi = meta.hi
         lateness = cfg.lateness_ms
-        events: list[tuple[int, str, tuple]] = []
+        events: list[tuple[int, Event]] = []
         max_ts = -1
         for off, raw, ev in items:
             if off <= meta.hi:
@@ -208,10 +207,9 @@ class SessionEngine:
                 entries.append(OutboxEntry(seq, f"dlq:{p}:{off}", self.dead_letter_topic, None, codec.dumps(record)))
                 seq += 1
                 continue
-            t = event_tuple(ev)
-            events.append((off, ev.user_id, t))
-            if t[0] > max_ts:
-                max_ts = t[0]
+            events.append((off, ev))
+            if ev.ts_ms > max_ts:
+                max_ts = ev.ts_ms
         counters["invalid"] = sum(res.invalid.values())
         if not events and advance_to is None and not final and hi == meta.hi:
             res.watermark, res.offset = meta.wm, meta.hi
@@ -219,7 +217,7 @@ class SessionEngine:
 
         wm = meta.wm
         final_wm = max(wm, max_ts - lateness, advance_to if advance_to is not None else wm)
-        wanted = {u for _, u, _ in events}
+        wanted = {ev.user_id for _, ev in events}
         due_now = store.due_users(p, _END if final else final_wm)
         wanted.update(due_now)
         cache = self._cache
@@ -243,17 +241,20 @@ class SessionEngine:
         out: list[IntentSegment] = []
 
         n_late = n_dup = n_redel = 0
-        for off, u, t in events:
-            w2 = t[0] - lateness
-            if w2 > wm:
-                wm = w2
+        for off, ev in events:
+            ts = ev.ts_ms
+            if ts - lateness > wm:
+                wm = ts - lateness
+            u = ev.user_id
             st = states[u]
             if off <= st.hi:
                 n_redel += 1
                 continue
             touched.add(u)
             st.hi = off
-            code = accept(st, t, wm, cfg, out)
+            typ = ev.type
+            mch = ev.props.get("channel") if typ == "unsubscribe" else None
+            code = accept_fields(st, ts, ev.event_id, typ, ev.device, ev.channel, ev.amount, ev.tz, mch, wm, cfg, out)
             if code:
                 if code == DUPLICATE:
                     n_dup += 1

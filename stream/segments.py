@@ -418,9 +418,9 @@ class SegmentAccumulator:
             transaction_status=self.tx,
             behaviour_stage=behaviour_stage(intent, self.kyc, self.tx),
             lifecycle_stage=lifecycle,
-            devices=dict(sorted(self.dev.items())),
-            channels=dict(sorted(self.ch.items())),
-            type_counts=dict(sorted(self.tc.items())),
+            devices=dict(self.dev),  # copies: the accumulator may live on (JSON sorts keys)
+            channels=dict(self.ch),
+            type_counts=dict(self.tc),
             amount=round(self.amt, 2),
             first_event_id=self.feid,
             last_event_id=self.leid,

@@ -99,6 +99,10 @@ class SessionConfig:
     labeller: Labeller = field(default_factory=Labeller)
     lifecycle: LifecycleRules = field(default_factory=LifecycleRules)
 
+    @property
+    def dedup_max_bytes(self) -> int:
+        return 8 * self.dedup_max
+
     @classmethod
     def from_settings(cls, settings: Any) -> SessionConfig:
         s = settings.sessions
@@ -187,18 +191,18 @@ class UserState:
     ``hi`` is the highest input offset applied (redelivered offsets are skipped);
     ``mx`` the newest event time seen; ``buf`` the reorder buffer of compact rows
     ``(ts, event_id, type code, device, channel[, amount[, message channel]])`` sorted
-    by (ts, event_id); ``seen``/``log`` the dedup memory (hashes, and 8-byte records
-    hash + event minute mod 2**16 in arrival order).
+    by (ts, event_id); ``log`` the dedup memory: 8-byte records (6-byte event-id hash,
+    event minute mod 2**16) in arrival order, searched directly (no set: it would cost
+    more memory than the whole rest of the state).
     """
 
-    __slots__ = ("user_id", "hi", "mx", "prof", "buf", "seen", "log", "sess", "late")
+    __slots__ = ("user_id", "hi", "mx", "prof", "buf", "log", "sess", "late")
 
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
         self.hi = self.mx = -1
         self.prof = UserProfile()
         self.buf: list[tuple] = []
-        self.seen: set[bytes] = set()
         self.log = bytearray()
         self.sess: Session | None = None
         self.late: LateRun | None = None
@@ -211,7 +215,6 @@ class UserState:
             ttl = cfg.dedup_ttl_ms // 60000
             i = 0
             while i < len(log) and (now - (log[i + 6] | log[i + 7] << 8)) & 0xFFFF > ttl:
-                self.seen.discard(bytes(log[i : i + 6]))
                 i += 8
             if i:
                 del log[:i]
@@ -234,8 +237,6 @@ class UserState:
         st.user_id = user_id
         st.prof = UserProfile.load(prof)
         st.log = bytearray(base64.b64decode(log)) if log else bytearray()
-        lg = st.log
-        st.seen = {bytes(lg[i : i + 6]) for i in range(0, len(lg), 8)}
         st.buf = [tuple(e) for e in buf] if buf else []
         st.sess = Session.load(s) if s else None
         st.late = LateRun.load(r) if r else None
@@ -262,34 +263,38 @@ def accept(st: UserState, ev: tuple, watermark: int, cfg: SessionConfig, out: li
     horizon: whether an event is late depends only on the user's newest event time and
     the watermark at its arrival, and a late event first advances the user to that
     horizon, so deferring releases (e.g. to the end of a batch) changes nothing."""
-    h = _blake2b(ev[1].encode(), digest_size=6).digest()
-    seen = st.seen
-    if h in seen:
-        return DUPLICATE
-    ts = ev[0]
-    seen.add(h)
+    return accept_fields(st, ev[0], ev[1], ev[2], ev[3], ev[4], ev[5], ev[6], ev[7], watermark, cfg, out)
+
+
+def accept_fields(
+    st: UserState, ts: int, eid: str, typ: str, dev: str | None, ch: str | None, amt: float | None,
+    tz: str | None, mch: str | None, watermark: int, cfg: SessionConfig, out: list[IntentSegment],
+) -> int:  # fmt: skip
+    """:func:`accept` on unpacked fields (the engine's hot path)."""
+    h = _blake2b(eid.encode(), digest_size=6).digest()
     log = st.log
+    i = log.find(h)
+    while i >= 0:
+        if not i & 7:
+            return DUPLICATE
+        i = log.find(h, i + 1)  # a match across two records: keep looking
     log += _REC(h, ts // 60000 & 0xFFFF)
-    if len(log) > 8 * cfg.dedup_max:
-        seen.discard(bytes(log[:6]))
+    if len(log) > cfg.dedup_max_bytes:
         del log[:8]
     hz = st.mx - cfg.lateness_ms
     if hz < watermark:
         hz = watermark
     if ts > st.mx:
         st.mx = ts
-    tz = ev[6]
     if tz is not None and ts >= st.prof.tz_ts:
         set_tz(st.prof, tz, ts)
-    typ = ev[2]
     code = TYPE_CODE.get(typ, typ)
-    amt, mch = ev[5], ev[7]
     if mch is not None:
-        row: tuple = (ts, ev[1], code, ev[3], ev[4], amt, mch)
+        row: tuple = (ts, eid, code, dev, ch, amt, mch)
     elif amt is not None:
-        row = (ts, ev[1], code, ev[3], ev[4], amt)
+        row = (ts, eid, code, dev, ch, amt)
     else:
-        row = (ts, ev[1], code, ev[3], ev[4])
+        row = (ts, eid, code, dev, ch)
     if ts < hz:
         advance(st, hz, cfg, out)  # place it against the state as of its arrival
         _late(st, row, hz, cfg, out)
@@ -355,12 +360,15 @@ def _reason(s: Session, cfg: SessionConfig) -> str:
 
 def _release(st: UserState, row: tuple, cfg: SessionConfig, out: list[IntentSegment]) -> None:
     """Fold one buffered row, in (ts, event_id) order, into the profile and the session."""
-    ts, eid, code, dev, ch = row[:5]
+    ts = row[0]
+    eid = row[1]
+    dev = row[3]
+    ch = row[4]
     n = len(row)
     amt = row[5] if n > 5 else None
-    info = TYPE_INFO.get(code)
+    info = TYPE_INFO.get(row[2])
     if info is None:
-        info = type_info(code)
+        info = type_info(row[2])
     p = st.prof
     s = st.sess
     if s is not None and (ts - s.last > cfg.gap_ms or ts - s.start >= cfg.max_ms):
@@ -371,7 +379,10 @@ def _release(st: UserState, row: tuple, cfg: SessionConfig, out: list[IntentSegm
         apply_fields(p, ts, info[0], info[4], amt, row[6] if n > 6 else None)
         s.seg.add_fields(ts, eid, info, dev, ch, amt, p.kyc, p.tx)
         return
-    apply_fields(p, ts, info[0], info[4], amt, row[6] if n > 6 else None)
+    if ts > p.last_event_ms and p._dlo <= ts < p._dhi and not info[4]:
+        p.last_event_ms = ts  # apply_fields' fast path: same day, no status change
+    else:
+        apply_fields(p, ts, info[0], info[4], amt, row[6] if n > 6 else None)
     s.last = ts
     vote = info[1]
     c = s.cand

@@ -109,7 +109,7 @@ class SessionSettings:
     lifecycle_decline_after_days: int = 90
     user_ttl_days: int = 120
     batch_size: int = 500
-    engine_cache_users: int = 20000
+    engine_cache_users: int = 5000
 
 
 @dataclass(frozen=True)
