@@ -21,9 +21,11 @@ neither). What still holds with per-slot writes in the order 3, 1, 2, 4 above
 ``hi`` offset, so a redelivered event is skipped per user even if the partition meta
 was not written; outbox entries are keyed by deterministic id, so re-adding one is
 idempotent; due entries are rewritten for every user read from the store, so a lost
-``ZADD`` heals on the user's next event or flush. This module implements the standalone
-flavour (one transaction); a cluster flavour needs only that write order and
-per-slot GETs instead of MGET.
+``ZADD`` heals on the user's next event or flush. Not covered there: outbox sequence
+numbers of a step whose meta was lost are handed out again, so the agent must publish
+and ack the outbox it finds on restart before the next step (it does: recovery first).
+This module implements the standalone flavour (one transaction); a cluster flavour
+needs only that write order and per-slot GETs instead of MGET.
 
 TTLs: user state keys expire ``[sessions] user_ttl_days`` after their last write
 (idle users vanish; a user silent longer comes back as a new user). Partition keys
