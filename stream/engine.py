@@ -291,16 +291,16 @@ class SessionEngine:
         new_meta = PartitionMeta(hi=hi, wm=wm, ob=seq)
         # due index: users whose due changed, and users read from the store (self-healing
         # an index a partial write left behind, see stream.state.redis)
-        changed = {u: d for u, d in dues.items() if d != old_dues[u] or u in missing}
+        reread = set(missing)
+        changed = {u: d for u, d in dues.items() if d != old_dues[u] or u in reread}
         store.commit(p, CommitBatch(new_meta, {u: states[u].dump(cfg) for u in sorted(touched)}, changed, entries))
         self._meta = new_meta
         if self.cache_users > 0:
             for u in touched:  # most recently used last; evict the oldest
                 cache.pop(u, None)
                 cache[u] = (states[u], dues[u])
-            for u in missing:
-                if u not in touched:
-                    cache[u] = (states[u], dues[u])
+            for u in reread - touched:
+                cache[u] = (states[u], dues[u])
             while len(cache) > self.cache_users:
                 del cache[next(iter(cache))]
         res.segments = out
