@@ -21,6 +21,8 @@ from typing import Any, Callable, TypeVar
 
 import faust
 from aiokafka import AIOKafkaProducer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agents.admin import ensure_topics
 from agents.app import Topics, create_app
@@ -84,7 +86,7 @@ class Pipeline:
         while True:
             try:
                 return await asyncio.to_thread(fn)
-            except (StoreUnavailable, ConnectionError, TimeoutError, OSError) as exc:
+            except (StoreUnavailable, ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
                 self.counters["store_retries"] += 1
                 log.warning("%s: state store unavailable (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)

@@ -84,11 +84,15 @@ from stream.sessions import (
     flush,
     next_due,
 )
+from stream.decide import Decider, TriggerHit
+from stream.decisions import Decision, Persona
 from stream.settings import Settings, load_settings
 from stream.state import CommitBatch, OutboxEntry, PartitionMeta, SessionStore
+from stream.triggers import EXTRA_TYPES, trigger_extra
 from stream.validate import dead_letter_record
 
 _END = 1 << 62  # "end of time" for flushes
+_EXTRA_TYPES = EXTRA_TYPES
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class StepResult:
     redelivered, segments, invalid; ``invalid`` splits the invalid count by reason."""
 
     segments: list[IntentSegment] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
     rejections: list[Rejected] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
     invalid: dict[str, int] = field(default_factory=dict)
@@ -125,9 +130,16 @@ class SessionEngine:
         *,
         config: SessionConfig | None = None,
         cache_users: int | None = None,
+        decider: Decider | None = None,
     ) -> None:
         settings = settings or load_settings(env={})
         self.store = store
+        # the fatigue ledger behind the decider is the only state outside ``store``: on
+        # Redis it is atomic per user and idempotent by action_id (see stream.fatigue)
+        self.decider = decider or Decider.from_settings(settings, store.ledger())
+        self.actions_prefix = settings.topics.actions_prefix
+        self.audit_topic = settings.topics.audit
+        self.experiment = settings.fatigue.holdout_experiment
         self.partition = partition
         self.cfg = config or SessionConfig.from_settings(settings)
         self.segments_topic = settings.topics.segments
@@ -238,7 +250,7 @@ class SessionEngine:
                 dues[u] = next_due(st, cfg)
         old_dues = dict(dues)
         touched: set[str] = set()
-        out: list[IntentSegment] = []
+        out: list[Any] = []  # closed segments and (user_id, Fired), in the order they happen
 
         n_late = n_dup = n_redel = 0
         for off, ev in events:
@@ -254,7 +266,8 @@ class SessionEngine:
             st.hi = off
             typ = ev.type
             mch = ev.props.get("channel") if typ == "unsubscribe" else None
-            code = accept_fields(st, ts, ev.event_id, typ, ev.device, ev.channel, ev.amount, ev.tz, mch, wm, cfg, out)
+            extra = trigger_extra(ev) if typ in _EXTRA_TYPES else None
+            code = accept_fields(st, ts, ev.event_id, typ, ev.device, ev.channel, ev.amount, ev.tz, mch, wm, cfg, out, extra)
             if code:
                 if code == DUPLICATE:
                     n_dup += 1
@@ -280,14 +293,31 @@ class SessionEngine:
                     touched.add(u)
                     dues[u] = None
 
-        for seg in out:
+        segments = [o for o in out if type(o) is IntentSegment]
+        for seg in segments:
             entries.append(OutboxEntry(seq, seg.segment_id, self.segments_topic, seg.user_id.encode(), codec.dumps(seg.to_dict())))
             seq += 1
+        fired = [o for o in out if type(o) is tuple]
+        if fired:
+            decisions = self._decide(fired, states)
+            res.decisions = decisions
+            for d in decisions:
+                value = codec.dumps(d.to_dict())
+                key = d.user_id.encode()
+                if d.is_delivery:
+                    entries.append(OutboxEntry(seq, f"{d.action_id}:{d.channel}", self.actions_prefix + d.channel, key, value))
+                    seq += 1
+                entries.append(OutboxEntry(seq, f"{d.action_id}:audit", self.audit_topic, key, value))
+                seq += 1
+                counters[f"decision:{d.trigger}:{d.channel}:{d.status}"] += 1
+            counters["decisions"] = len(decisions)
+            for u in {d.user_id for d in decisions}:  # feedback timers moved their due time
+                dues[u] = next_due(states[u], cfg)
         counters["events"] = len(events)
         counters["late"] = n_late
         counters["duplicates"] = n_dup
         counters["redelivered"] += n_redel
-        counters["segments"] = len(out)
+        counters["segments"] = len(segments)
         new_meta = PartitionMeta(hi=hi, wm=wm, ob=seq)
         # due index: users whose due changed, and users read from the store (self-healing
         # an index a partial write left behind, see stream.state.redis)
@@ -303,6 +333,32 @@ class SessionEngine:
                 cache[u] = (states[u], dues[u])
             while len(cache) > self.cache_users:
                 del cache[next(iter(cache))]
-        res.segments = out
+        res.segments = segments
         res.watermark, res.offset = wm, hi
         return res
+
+    def _decide(self, fired: list[tuple[str, Any]], states: dict[str, UserState]) -> list[Decision]:
+        """Trigger hits -> decisions (catalogue + fatigue ledger), in the order they fired.
+
+        The persona a decision sees is the behaviour persona of the user's latest closed
+        segment (stage and main activity): a pure function of the user's own events, so
+        replay and live choose the same strategy. A sent or deferred message arms the
+        user's feedback timer (ignored after ``[triggers] feedback_ignore_s``)."""
+        default_tz = self.cfg.default_tz
+        hits = []
+        for user, f in fired:
+            st = states[user]
+            persona = None
+            if f.persona:  # as of the moment it fired, not as of the end of the step
+                stage, activity = f.persona
+                persona = Persona(f"{stage}/{activity}", f"{stage} · {activity}", stage, activity)
+            hits.append(TriggerHit.from_fired(
+                user, f, tz=st.prof.tz or default_tz, opt_outs=st.prof.opt_outs,
+                persona=persona, experiment=self.experiment,
+            ))  # fmt: skip
+        decisions = [o.decision for o in self.decider.decide_many(hits)]
+        rules = self.cfg.triggers
+        for d in decisions:
+            if d.is_delivery and rules is not None:
+                rules.on_delivery(states[d.user_id].trig, d.action_id, d.trigger, d.delivery_at)
+        return decisions

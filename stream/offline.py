@@ -9,8 +9,13 @@ do not depend on the batch size). The output is the segments' outbox payloads �
 bytes the worker would publish — one JSON object per line, in the order they close:
 byte-identical for the same input and settings.
 
-At the end of the file every open session is closed (``closed_by = "end_of_input"``),
-buffered events are released first and late runs are emitted: a file has no future.
+At the end of the file, every partition's watermark is raised to the highest watermark
+of all partitions — exactly what the live worker does when its partitions go idle
+(``[triggers] idle_partition_s``) — so the output equals the worker's for the same input:
+sessions and timers that this watermark passes close and fire; later ones stay open, as
+they would live. ``--close-open`` also closes every open session at the end
+(``closed_by = "end_of_input"``, buffered events released first, late runs emitted), for
+analysts who want every event in a segment; live has no equivalent.
 
 Malformed lines are never fatal: they are counted by reason on stderr and, with
 ``--dead-letter FILE``, written there as dead-letter records (as ``intentstream
@@ -36,11 +41,12 @@ from stream.validate import dead_letter_record, iter_lines
 
 
 class OfflineRunner:
-    """Feeds lines to per-partition engines; yields the segment payloads as they close.
+    """Feeds lines to per-partition engines; yields the outputs (topic, payload) in the
+    order the engines publish them.
 
     >>> lines = [b'{"event_id":"e1","user_id":"u1","ts":1767607200000,"type":"coupon_view"}', b'not json']
     >>> runner = OfflineRunner(partitions=3)
-    >>> [codec.loads(v)["intent"] for v in runner.run(enumerate(lines, 1))]
+    >>> [codec.loads(v)["intent"] for t, v in runner.run(enumerate(lines, 1), close_open=True) if t == "segments"]
     ['coupon']
     >>> runner.counters["events"], dict(runner.invalid)
     (1, {'not_json': 1})
@@ -57,8 +63,8 @@ class OfflineRunner:
         self.dead_letter: BinaryIO | None = None  # where rejected lines go, if anywhere
         self.source = "-"
 
-    def run(self, lines: Iterable[tuple[int, bytes]]) -> Iterator[bytes]:
-        """Segment payloads (JSON bytes, no newline) for ``(line number, raw line)`` input."""
+    def run(self, lines: Iterable[tuple[int, bytes]], close_open: bool = False) -> Iterator[tuple[str, bytes]]:
+        """(topic, payload) of every output for ``(line number, raw line)`` input."""
         n = self.partitions
         pending: list[list[tuple[int, bytes, Event]]] = [[] for _ in range(n)]
         offsets = [0] * n
@@ -82,16 +88,20 @@ class OfflineRunner:
         for p in range(n):
             if pending[p]:
                 yield from self._publish(p, self.engines[p].process_parsed(pending[p]))
-        for p in range(n):
-            yield from self._publish(p, self.engines[p].flush())
+        top = max(engine.meta.wm for engine in self.engines)
+        for p in range(n):  # the live worker's idle partitions adopt the top watermark
+            if self.engines[p].meta.wm < top:
+                yield from self._publish(p, self.engines[p].advance_to(top))
+        if close_open:
+            for p in range(n):
+                yield from self._publish(p, self.engines[p].flush())
 
-    def _publish(self, p: int, res: StepResult) -> Iterator[bytes]:
+    def _publish(self, p: int, res: StepResult) -> Iterator[tuple[str, bytes]]:
         self.counters.update(res.counters)
         engine = self.engines[p]
         entries = engine.pending_outbox()
         for e in entries:
-            if e.topic == engine.segments_topic:
-                yield e.value
+            yield e.topic, e.value
         engine.ack([e.id for e in entries])
 
 
@@ -102,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--partitions", type=int, help="simulated Kafka partitions (default: [topics] partitions)")
     p.add_argument("--batch-size", type=int, help="events per engine step (default: [sessions] batch_size)")
     p.add_argument("--dead-letter", metavar="FILE", help="write rejected lines here (JSONL, with reason and raw text)")
+    p.add_argument("--close-open", action="store_true", help="also close sessions still open at the end of the file")
     p.set_defaults(func=run)
 
 
@@ -115,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with fh:
-            for payload in runner.run(iter_lines(fh)):
-                out.write(payload + b"\n")
+            topic = settings.topics.segments
+            for t, payload in runner.run(iter_lines(fh), close_open=args.close_open):
+                if t == topic:
+                    out.write(payload + b"\n")
     finally:
         if out is not sys.stdout.buffer:
             out.close()

@@ -582,8 +582,10 @@ def segments_from_clickstream(lines: Iterable[tuple[int, bytes]], settings: Sett
     """Closed segments (dicts) of a clickstream, from the offline sessionizer."""
     from stream.offline import OfflineRunner
 
-    for payload in OfflineRunner(settings).run(lines):
-        yield codec.loads(payload)
+    topic = settings.topics.segments
+    for t, payload in OfflineRunner(settings).run(lines, close_open=True):
+        if t == topic:
+            yield codec.loads(payload)
 
 
 def read_segments(lines: Iterable[tuple[int, bytes]]) -> Iterator[dict[str, Any]]:

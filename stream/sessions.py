@@ -66,6 +66,7 @@ from typing import Any, Final
 
 from stream import codec
 from stream.profiles import LifecycleRules, UserProfile, apply_fields, set_tz
+from stream.triggers import TriggerConfig, TriggerRules, TriggerState, trigger_extra
 from stream.segments import (
     LIFECYCLE_STAGES,
     TYPE_CODE,
@@ -98,6 +99,8 @@ class SessionConfig:
     default_tz: str = "UTC"
     labeller: Labeller = field(default_factory=Labeller)
     lifecycle: LifecycleRules = field(default_factory=LifecycleRules)
+    #: Trigger rules fed with each released event and closed segment (None: no triggers).
+    triggers: TriggerRules | None = None
 
     @property
     def dedup_max_bytes(self) -> int:
@@ -120,13 +123,14 @@ class SessionConfig:
             default_tz=settings.events.default_tz,
             labeller=Labeller.from_settings(s),
             lifecycle=LifecycleRules.from_settings(s),
+            triggers=TriggerRules(TriggerConfig.from_settings(settings.triggers)) if settings.triggers.enabled else None,
         )
 
 
 def event_tuple(ev: Any) -> tuple:
     """The compact tuple of a :class:`stream.events.Event`."""
     mch = ev.props.get("channel") if ev.type == "unsubscribe" and ev.props else None
-    return (ev.ts_ms, ev.event_id, ev.type, ev.device, ev.channel, ev.amount, ev.tz, mch)
+    return (ev.ts_ms, ev.event_id, ev.type, ev.device, ev.channel, ev.amount, ev.tz, mch, trigger_extra(ev))
 
 
 def session_id(user_id: str, ts_ms: int, event_id: str) -> str:
@@ -196,7 +200,7 @@ class UserState:
     more memory than the whole rest of the state).
     """
 
-    __slots__ = ("user_id", "hi", "mx", "prof", "buf", "log", "sess", "late")
+    __slots__ = ("user_id", "hi", "mx", "prof", "buf", "log", "sess", "late", "trig")
 
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
@@ -206,6 +210,7 @@ class UserState:
         self.log = bytearray()
         self.sess: Session | None = None
         self.late: LateRun | None = None
+        self.trig = TriggerState()
 
     def dump(self, cfg: SessionConfig) -> bytes:
         """Compact JSON (one list). Prunes the dedup log by event time first (in place:
@@ -226,6 +231,7 @@ class UserState:
             self.buf or 0,
             s.dump() if s is not None else 0,
             r.dump() if r is not None else 0,
+            self.trig.to_dict() or 0,
         ])  # fmt: skip
 
     @classmethod
@@ -234,7 +240,8 @@ class UserState:
         if a[0] != STATE_VERSION:
             raise ValueError(f"user state of {user_id!r} has version {a[0]!r}, expected {STATE_VERSION}")
         st = cls.__new__(cls)
-        _, st.hi, st.mx, prof, log, buf, s, r = a
+        _, st.hi, st.mx, prof, log, buf, s, r = a[:8]
+        st.trig = TriggerState.from_dict(a[8] if len(a) > 8 else None)
         st.user_id = user_id
         st.prof = UserProfile.load(prof)
         st.log = bytearray(base64.b64decode(log)) if log else bytearray()
@@ -258,12 +265,14 @@ def accept(st: UserState, ev: tuple, watermark: int, cfg: SessionConfig, out: li
     horizon: whether an event is late depends only on the user's newest event time and
     the watermark at its arrival, and a late event first advances the user to that
     horizon, so deferring releases (e.g. to the end of a batch) changes nothing."""
-    return accept_fields(st, ev[0], ev[1], ev[2], ev[3], ev[4], ev[5], ev[6], ev[7], watermark, cfg, out)
+    extra = ev[8] if len(ev) > 8 else None
+    return accept_fields(st, ev[0], ev[1], ev[2], ev[3], ev[4], ev[5], ev[6], ev[7], watermark, cfg, out, extra)
 
 
 def accept_fields(
     st: UserState, ts: int, eid: str, typ: str, dev: str | None, ch: str | None, amt: float | None,
-    tz: str | None, mch: str | None, watermark: int, cfg: SessionConfig, out: list[IntentSegment],
+    tz: str | None, mch: str | None, watermark: int, cfg: SessionConfig, out: list[Any],
+    extra: dict[str, Any] | None = None,
 ) -> int:  # fmt: skip
     """:func:`accept` on unpacked fields (the engine's hot path)."""
     h = _blake2b(eid.encode(), digest_size=6).digest()
@@ -284,8 +293,10 @@ def accept_fields(
     if tz is not None and ts >= st.prof.tz_ts:
         set_tz(st.prof, tz, ts)
     code = TYPE_CODE.get(typ, typ)
-    if mch is not None:
-        row: tuple = (ts, eid, code, dev, ch, amt, mch)
+    if extra is not None and cfg.triggers is not None:
+        row: tuple = (ts, eid, code, dev, ch, amt, mch, extra)
+    elif mch is not None:
+        row = (ts, eid, code, dev, ch, amt, mch)
     elif amt is not None:
         row = (ts, eid, code, dev, ch, amt)
     else:
@@ -317,6 +328,11 @@ def advance(st: UserState, hz: int, cfg: SessionConfig, out: list[IntentSegment]
     r = st.late
     if r is not None and hz >= r.due:
         _flush_late(st, cfg, out)
+    rules = cfg.triggers
+    if rules is not None:
+        d = st.trig.next_due()
+        if d is not None and d < hz:
+            _fired(st, rules.fire_due(st.trig, hz - 1), out)
 
 
 def next_due(st: UserState, cfg: SessionConfig) -> int | None:
@@ -334,6 +350,10 @@ def next_due(st: UserState, cfg: SessionConfig) -> int | None:
         d = st.late.due
         if due is None or d < due:
             due = d
+    if cfg.triggers is not None:
+        d = st.trig.next_due()
+        if d is not None and (due is None or d + 1 < due):
+            due = d + 1  # a timer fires once the horizon is past its deadline
     return due
 
 
@@ -353,7 +373,38 @@ def _reason(s: Session, cfg: SessionConfig) -> str:
     return "max_length" if s.start + cfg.max_ms <= s.last + cfg.gap_ms + 1 else "inactivity"
 
 
-def _release(st: UserState, row: tuple, cfg: SessionConfig, out: list[IntentSegment]) -> None:
+def _release(st: UserState, row: tuple, cfg: SessionConfig, out: list[Any]) -> None:
+    """Fold one buffered row, in (ts, event_id) order, into the profile, the session and
+    the trigger rules."""
+    _release_session(st, row, cfg, out)
+    rules = cfg.triggers
+    if rules is not None:
+        _trigger_event(rules, st, row, out)
+
+
+def _trigger_event(rules: TriggerRules, st: UserState, row: tuple, out: list[Any]) -> None:
+    n = len(row)
+    info = TYPE_INFO.get(row[2])
+    typ = info[0] if info is not None else str(row[2])
+    fired = rules.on_fields(st.trig, row[0], row[1], typ, row[5] if n > 5 else None, row[7] if n > 7 else None)
+    if fired:
+        _fired(st, fired, out)
+
+
+def _fired(st: UserState, fired: list[Any], out: list[Any]) -> None:
+    """Triggers go into ``out`` beside segments, as (user_id, Fired), in the order they happen."""
+    for f in fired:
+        out.append((st.user_id, f))
+
+
+def _emit(st: UserState, seg: IntentSegment, cfg: SessionConfig, out: list[Any]) -> None:
+    """A closed segment: out, and to the persona-driven trigger rules."""
+    out.append(seg)
+    if cfg.triggers is not None:
+        _fired(st, cfg.triggers.on_segment(st.trig, seg), out)
+
+
+def _release_session(st: UserState, row: tuple, cfg: SessionConfig, out: list[Any]) -> None:
     """Fold one buffered row, in (ts, event_id) order, into the profile and the session."""
     ts = row[0]
     eid = row[1]
@@ -409,7 +460,7 @@ def _release(st: UserState, row: tuple, cfg: SessionConfig, out: list[IntentSegm
         if seg.nv < cfg.switch_votes:
             seg.merge(c)
         else:
-            out.append(seg.finish(st.user_id, s.sid, s.seq, s.lc, p.tz or cfg.default_tz, "intent_change", cfg.labeller))
+            _emit(st, seg.finish(st.user_id, s.sid, s.seq, s.lc, p.tz or cfg.default_tz, "intent_change", cfg.labeller), cfg, out)
             s.seq += 1
             s.seg = c
 
@@ -420,11 +471,18 @@ def _close(st: UserState, reason: str, cfg: SessionConfig, out: list[IntentSegme
     if s.cand is not None:
         s.seg.merge(s.cand)
     tz = st.prof.tz or cfg.default_tz
-    out.append(s.seg.finish(st.user_id, s.sid, s.seq, s.lc, tz, reason, cfg.labeller))
+    _emit(st, s.seg.finish(st.user_id, s.sid, s.seq, s.lc, tz, reason, cfg.labeller), cfg, out)
     st.sess = None
 
 
-def _late(st: UserState, row: tuple, hz: int, cfg: SessionConfig, out: list[IntentSegment]) -> None:
+def _late(st: UserState, row: tuple, hz: int, cfg: SessionConfig, out: list[Any]) -> None:
+    _late_session(st, row, hz, cfg, out)
+    rules = cfg.triggers
+    if rules is not None:  # out of order, but never ignored: a late payment still cancels
+        _trigger_event(rules, st, row, out)
+
+
+def _late_session(st: UserState, row: tuple, hz: int, cfg: SessionConfig, out: list[Any]) -> None:
     ts, eid, code, dev, ch = row[:5]
     n = len(row)
     amt = row[5] if n > 5 else None
@@ -448,5 +506,5 @@ def _flush_late(st: UserState, cfg: SessionConfig, out: list[IntentSegment]) -> 
     r = st.late
     assert r is not None
     tz = st.prof.tz or cfg.default_tz
-    out.append(r.acc.finish(st.user_id, r.sid, 0, r.lc, tz, "late_flush", cfg.labeller))
+    _emit(st, r.acc.finish(st.user_id, r.sid, 0, r.lc, tz, "late_flush", cfg.labeller), cfg, out)
     st.late = None

@@ -97,6 +97,8 @@ class Fired:
     evidence: tuple[str, ...]
     facts: Mapping[str, Any] = field(default_factory=dict)
     ignored_streak: int = 0
+    #: (behaviour stage, main activity) of the user's latest closed segment when it fired
+    persona: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -120,6 +122,8 @@ class TriggerState:
     # action_id -> (feedback deadline, trigger) for messages awaiting an open
     awaiting: dict[str, tuple[int, str]] = field(default_factory=dict)
     transacted: bool = False
+    # behaviour stage and main activity of the user's latest closed segment
+    persona: tuple[str, str] | None = None
 
     def next_due(self) -> int | None:
         """The earliest deadline of any timer, or None."""
@@ -147,6 +151,8 @@ class TriggerState:
             out["a"] = {k: [due, trig] for k, (due, trig) in self.awaiting.items()}
         if self.transacted:
             out["x"] = 1
+        if self.persona:
+            out["p"] = list(self.persona)
         return out
 
     @classmethod
@@ -163,15 +169,38 @@ class TriggerState:
             blocked_until=dict(d.get("b", {})),
             awaiting={k: (v[0], v[1]) for k, v in d.get("a", {}).items()},
             transacted=bool(d.get("x", 0)),
+            persona=tuple(d["p"]) if d.get("p") else None,  # type: ignore[arg-type]
         )
 
 
-def _facts(ev: Event) -> dict[str, Any]:
-    facts: dict[str, Any] = {}
-    for name in ("item_id", "category", "amount", "currency"):
+#: Event types whose extra fields (item, currency, feedback references) the rules read.
+EXTRA_TYPES = frozenset(
+    {"add_to_cart", "checkout_start", "payment_submit", "payment_fail", "payment_success",
+     "kyc_rejected", "message_open", "message_click", "message_dismiss"}
+)  # fmt: skip
+
+
+def trigger_extra(ev: Event) -> dict[str, Any] | None:
+    """The few fields beyond (ts, id, type, amount) the rules need, for the types that
+    need them: kept in the sessionizer's reorder buffer, so only what is used."""
+    if ev.type not in EXTRA_TYPES:
+        return None
+    extra: dict[str, Any] = {}
+    for name in ("item_id", "category", "currency"):
         value = getattr(ev, name)
         if value is not None:
-            facts[name] = value
+            extra[name] = value
+    for name in ("action_id", "trigger"):
+        value = ev.props.get(name)
+        if isinstance(value, str):
+            extra[name] = value
+    return extra or None
+
+
+def _facts(extra: Mapping[str, Any], amount: float | None) -> dict[str, Any]:
+    facts = {k: extra[k] for k in ("item_id", "category", "currency") if k in extra}
+    if amount is not None:
+        facts["amount"] = amount
     return facts
 
 
@@ -184,17 +213,26 @@ class TriggerRules:
 
     # ------------------------------------------------------------------ events
     def on_event(self, st: TriggerState, ev: Event) -> list[Fired]:
-        """Update timers for one event (in event-time order); immediate triggers fired."""
-        cfg, t, ms = self.cfg, ev.type, ev.ts_ms
+        """Update timers for one :class:`~stream.events.Event` (in event-time order)."""
+        return self.on_fields(st, ev.ts_ms, ev.event_id, ev.type, ev.amount, trigger_extra(ev))
+
+    def on_fields(
+        self, st: TriggerState, ms: int, event_id: str, t: str, amount: float | None, extra: Mapping[str, Any] | None
+    ) -> list[Fired]:
+        """:meth:`on_event` on the fields the sessionizer keeps (``extra``: see
+        :func:`trigger_extra`). Returns the triggers fired, immediate or overdue."""
+        cfg = self.cfg
+        extra = extra or {}
         # the user's own later event proves earlier deadlines passed without a completion
-        fired = self.fire_due(st, ms - 1) if st.next_due() is not None and st.next_due() < ms else []
+        due = st.next_due()
+        fired = self.fire_due(st, ms - 1) if due is not None and due < ms else []
         self._note_activity(st, ms)
 
         if t == "add_to_cart":
             st.cart_items += 1
             prev = st.timers.get(CART)
-            evidence = ((prev.evidence if prev else ()) + (ev.event_id,))[-5:]
-            self._arm(st, CART, ms + cfg.cart_abandon_s * 1000, evidence, _facts(ev))
+            evidence = ((prev.evidence if prev else ()) + (event_id,))[-5:]
+            self._arm(st, CART, ms + cfg.cart_abandon_s * 1000, evidence, _facts(extra, amount))
         elif t == "remove_from_cart":
             st.cart_items = max(0, st.cart_items - 1)
             if st.cart_items == 0:
@@ -204,29 +242,31 @@ class TriggerRules:
             st.cart_items = 0
         if t in ("checkout_start", "payment_submit", "payment_fail"):
             prev = st.timers.get(PAYMENT)
-            facts = {**(prev.facts if prev else {}), **_facts(ev)}
-            evidence = ((prev.evidence if prev else ()) + (ev.event_id,))[-5:]
+            facts = {**(prev.facts if prev else {}), **_facts(extra, amount)}
+            evidence = ((prev.evidence if prev else ()) + (event_id,))[-5:]
             self._arm(st, PAYMENT, ms + cfg.payment_stall_s * 1000, evidence, facts)
         elif t == "payment_success":
             st.timers.pop(PAYMENT, None)
             st.transacted = True
         if t in ("kyc_start", "kyc_submit"):
             prev = st.timers.get(KYC)
-            evidence = ((prev.evidence if prev else ()) + (ev.event_id,))[-5:]
+            evidence = ((prev.evidence if prev else ()) + (event_id,))[-5:]
             self._arm(st, KYC, ms + cfg.kyc_stall_s * 1000, evidence, {"step": t})
         elif t in ("kyc_approved", "kyc_rejected"):
             st.timers.pop(KYC, None)
             if t == "kyc_rejected":
-                fired += self._fire(st, Fired("kyc_rejected", ms, (ev.event_id,), _facts(ev)))
+                fired += self._fire(st, Fired("kyc_rejected", ms, (event_id,), _facts(extra, amount)))
         elif t in ("message_open", "message_click"):
-            st.awaiting.pop(str(ev.props.get("action_id", "")), None)
+            aid = extra.get("action_id", "")
+            trig = self._feedback_trigger(st, aid, extra)
+            st.awaiting.pop(aid, None)
             st.ignored_streak = 0
-            trig = self._feedback_trigger(st, ev)
             if trig:
                 st.dismiss_streak.pop(trig, None)
         elif t == "message_dismiss":
-            trig = self._feedback_trigger(st, ev)
-            st.awaiting.pop(str(ev.props.get("action_id", "")), None)
+            aid = extra.get("action_id", "")
+            trig = self._feedback_trigger(st, aid, extra)
+            st.awaiting.pop(aid, None)
             if trig:
                 n = st.dismiss_streak.get(trig, 0) + 1
                 st.dismiss_streak[trig] = n
@@ -236,7 +276,7 @@ class TriggerRules:
 
         # churn: re-armed by every event of a user active on enough distinct days
         if len(st.days) >= cfg.churn_min_active_days:
-            self._arm(st, CHURN, ms + cfg.churn_silence_s * 1000, (ev.event_id,), {"active_days": len(st.days)})
+            self._arm(st, CHURN, ms + cfg.churn_silence_s * 1000, (event_id,), {"active_days": len(st.days)})
         return fired
 
     def _note_activity(self, st: TriggerState, ms: int) -> None:
@@ -250,12 +290,10 @@ class TriggerRules:
             st.days = [d for d in st.days if d >= horizon]
 
     @staticmethod
-    def _feedback_trigger(st: TriggerState, ev: Event) -> str | None:
-        aid = str(ev.props.get("action_id", ""))
+    def _feedback_trigger(st: TriggerState, aid: str, extra: Mapping[str, Any]) -> str | None:
         if aid in st.awaiting:
             return st.awaiting[aid][1]
-        trig = ev.props.get("trigger")
-        return trig if isinstance(trig, str) else None
+        return extra.get("trigger")
 
     def _arm(self, st: TriggerState, kind: str, due: int, evidence: tuple[str, ...], facts: dict[str, Any]) -> None:
         if TIMER_TRIGGER[kind] in self.enabled:
@@ -266,12 +304,13 @@ class TriggerRules:
             return []
         if st.blocked_until.get(f.trigger, -1) > f.ts_ms:
             return []
-        return [Fired(f.trigger, f.ts_ms, f.evidence, f.facts, st.ignored_streak)]
+        return [Fired(f.trigger, f.ts_ms, f.evidence, f.facts, st.ignored_streak, st.persona)]
 
     # ---------------------------------------------------------------- segments
     def on_segment(self, st: TriggerState, seg: Any) -> list[Fired]:
         """Persona-driven triggers from a closed segment (an IntentSegment)."""
         cfg, fired = self.cfg, []
+        st.persona = (seg.behaviour_stage, seg.main_activity)
         never_transacted = not st.transacted and seg.transaction_status != "completed"
         if (
             never_transacted

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from stream import codec
+
+if TYPE_CHECKING:
+    from stream.fatigue import LedgerStore
 
 
 class StoreUnavailable(ConnectionError):
@@ -115,6 +118,11 @@ class SessionStore(Protocol):
 
     def output_offsets(self, partition: int) -> dict[tuple[str, int], int]:
         """The output offsets recorded by the last :meth:`ack_outbox` calls."""
+        ...
+
+    def ledger(self) -> LedgerStore:
+        """The fatigue ledger's store kept beside this state (same backend, same lifetime):
+        decisions already recorded survive a restart exactly as session state does."""
         ...
 
 

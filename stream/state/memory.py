@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 
+from stream.fatigue import MemoryLedgerStore
 from stream.state import CommitBatch, OutboxEntry, PartitionMeta
 
 
@@ -74,6 +75,12 @@ class MemorySessionStore:
         self._due: dict[int, DueIndex] = {}
         self._outbox: dict[int, dict[str, OutboxEntry]] = {}
         self._offsets: dict[int, dict[tuple[str, int], int]] = {}
+        self._ledger: MemoryLedgerStore | None = None
+
+    def ledger(self) -> MemoryLedgerStore:
+        if self._ledger is None:
+            self._ledger = MemoryLedgerStore()
+        return self._ledger
 
     def load_partition(self, partition: int) -> PartitionMeta:
         return self._meta.get(partition, PartitionMeta())

@@ -64,6 +64,11 @@ class RedisSessionStore:
         client = redis.Redis.from_url(r.url, password=r.password or None, socket_timeout=r.socket_timeout_s, socket_connect_timeout=r.socket_timeout_s)
         return cls(client, prefix if prefix is not None else r.key_prefix, settings.sessions.user_ttl_days * 86400)
 
+    def ledger(self) -> Any:
+        from stream.state.fatigue_redis import RedisLedgerStore
+
+        return RedisLedgerStore(self.client, self.prefix)
+
     def _call(self, fn: Callable[[], T]) -> T:
         try:
             return fn()

@@ -57,13 +57,21 @@ def test_equals_one_engine_per_kafka_partition(tmp_path):
         ev = parse_event(raw)
         if ev:
             per_partition[partition_for(ev.user_id.encode(), 4)].append(raw)
-    want = []
+    engines = {p: SessionEngine(MemorySessionStore(), p) for p in per_partition}
     for p, lines in per_partition.items():
-        eng = SessionEngine(MemorySessionStore(), p)
-        eng.process(list(enumerate(lines)))
-        eng.flush()
-        want += [x.value for x in eng.pending_outbox() if x.topic == "segments"]
+        engines[p].process(list(enumerate(lines)))
+    # at the end, idle partitions adopt the highest watermark, as the live worker's do
+    top = max(eng.meta.wm for eng in engines.values())
+    for eng in engines.values():
+        eng.advance_to(top)
+    want = [x.value for eng in engines.values() for x in eng.pending_outbox() if x.topic == "segments"]
     assert sorted(out.read_bytes().splitlines()) == sorted(want)
+    closed = tmp_path / "closed.jsonl"
+    main(["segments", str(src), "--out", str(closed), "--partitions", "4", "--close-open"])
+    for eng in engines.values():
+        eng.flush()
+    want = [x.value for eng in engines.values() for x in eng.pending_outbox() if x.topic == "segments"]
+    assert sorted(closed.read_bytes().splitlines()) == sorted(want)
 
 
 def test_stdout_and_empty_input(tmp_path, capsys):

@@ -191,7 +191,7 @@ def files(tmp_path_factory):
     click = d / "click.jsonl"
     click.write_bytes(_clickstream())
     segs = d / "segments.jsonl"
-    assert main(["segments", str(click), "--out", str(segs)]) == 0
+    assert main(["segments", str(click), "--out", str(segs), "--close-open"]) == 0
     return d, click, segs
 
 
