@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "stream.offline",
     "stream.report",
     "agents.commands",
+    "agents.persona_commands",
     "agents.tools",
 )
 

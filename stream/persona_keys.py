@@ -23,3 +23,13 @@ def labels_key(prefix: str) -> str:
     """Hash: cluster id -> JSON label (stage, urgency, activity keys; zh and en text) as of
     the latest checkpoint."""
     return f"{prefix}:pers:labels"
+
+
+def writer_lease_key(prefix: str) -> str:
+    """String with a TTL: the token of the personas writer that holds the single-writer lease
+    (``agents/personas.py``); absent when no writer holds it.
+
+    >>> writer_lease_key("is")
+    'is:pers:writer'
+    """
+    return f"{prefix}:pers:writer"

@@ -196,6 +196,19 @@ class PersonaSettings:
 
 
 @dataclass(frozen=True)
+class PersonaWriterSettings:
+    in_worker: bool = True
+    lease_ttl_s: float = 15.0
+    lease_renew_s: float = 5.0
+    acquire_interval_s: float = 1.0
+    merge_grace_s: float = 2.0
+    max_batch: int = 2000
+    partition_refresh_s: float = 60.0
+    retry_max_s: float = 30.0
+    stop_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -207,6 +220,7 @@ class Settings:
     fatigue: FatigueSettings = field(default_factory=FatigueSettings)
     strategies: StrategySettings = field(default_factory=StrategySettings)
     personas: PersonaSettings = field(default_factory=PersonaSettings)
+    persona_writer: PersonaWriterSettings = field(default_factory=PersonaWriterSettings)
 
 
 class SettingsError(ValueError):
