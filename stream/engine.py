@@ -77,6 +77,7 @@ from stream.events import Event, Rejection, parse_event
 from stream.segments import IntentSegment
 from stream.sessions import (
     DUPLICATE,
+    Outputs,
     SessionConfig,
     UserState,
     accept_fields,
@@ -250,7 +251,10 @@ class SessionEngine:
                 dues[u] = next_due(st, cfg)
         old_dues = dict(dues)
         touched: set[str] = set()
-        out: list[Any] = []  # closed segments and (user_id, Fired), in the order they happen
+        decisions: list[Decision] = []
+        # closed segments and (user_id, Fired), in the order they happen; each trigger is
+        # decided the moment it fires
+        out = Outputs(lambda st, f: decisions.append(self._decide(st, f)))
 
         n_late = n_dup = n_redel = 0
         for off, ev in events:
@@ -297,9 +301,7 @@ class SessionEngine:
         for seg in segments:
             entries.append(OutboxEntry(seq, seg.segment_id, self.segments_topic, seg.user_id.encode(), codec.dumps(seg.to_dict())))
             seq += 1
-        fired = [o for o in out if type(o) is tuple]
-        if fired:
-            decisions = self._decide(fired, states)
+        if decisions:
             res.decisions = decisions
             for d in decisions:
                 value = codec.dumps(d.to_dict())
@@ -337,28 +339,24 @@ class SessionEngine:
         res.watermark, res.offset = wm, hi
         return res
 
-    def _decide(self, fired: list[tuple[str, Any]], states: dict[str, UserState]) -> list[Decision]:
-        """Trigger hits -> decisions (catalogue + fatigue ledger), in the order they fired.
+    def _decide(self, st: UserState, f: Any) -> Decision:
+        """A fired trigger -> its decision (catalogue + fatigue ledger), at once.
 
         The persona a decision sees is the behaviour persona of the user's latest closed
-        segment (stage and main activity): a pure function of the user's own events, so
-        replay and live choose the same strategy. A sent or deferred message arms the
-        user's feedback timer (ignored after ``[triggers] feedback_ignore_s``)."""
-        default_tz = self.cfg.default_tz
-        hits = []
-        for user, f in fired:
-            st = states[user]
-            persona = None
-            if f.persona:  # as of the moment it fired, not as of the end of the step
-                stage, activity = f.persona
-                persona = Persona(f"{stage}/{activity}", f"{stage} · {activity}", stage, activity)
-            hits.append(TriggerHit.from_fired(
-                user, f, tz=st.prof.tz or default_tz, opt_outs=st.prof.opt_outs,
-                persona=persona, experiment=self.experiment,
-            ))  # fmt: skip
-        decisions = [o.decision for o in self.decider.decide_many(hits)]
+        segment when the trigger fired (stage and main activity): a pure function of the
+        user's own events, so replay and live choose the same strategy. A sent or
+        deferred message arms the user's feedback timer (ignored after ``[triggers]
+        feedback_ignore_s``)."""
+        persona = None
+        if f.persona:
+            stage, activity = f.persona
+            persona = Persona(f"{stage}/{activity}", f"{stage} · {activity}", stage, activity)
+        hit = TriggerHit.from_fired(
+            st.user_id, f, tz=st.prof.tz or self.cfg.default_tz, opt_outs=st.prof.opt_outs,
+            persona=persona, experiment=self.experiment,
+        )  # fmt: skip
+        d = self.decider.decide(hit).decision
         rules = self.cfg.triggers
-        for d in decisions:
-            if d.is_delivery and rules is not None:
-                rules.on_delivery(states[d.user_id].trig, d.action_id, d.trigger, d.delivery_at)
-        return decisions
+        if d.is_delivery and rules is not None:
+            rules.on_delivery(st.trig, d.action_id, d.trigger, d.delivery_at)
+        return d

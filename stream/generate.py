@@ -46,9 +46,9 @@ The model
   honest by construction: ``cart_abandoned`` (no add_to_cart, checkout_start or
   payment_success within 30 min of the last add_to_cart), ``payment_stalled`` (no further
   payment step or success within 15 min of the last checkout_start/payment_submit/
-  payment_fail), ``kyc_stalled`` (no kyc_approved/kyc_rejected within 24 h of kyc_start),
+  payment_fail), ``kyc_stalled`` (no kyc_approved/kyc_rejected within 24 h of the last kyc_start/kyc_submit),
   ``kyc_completed``, ``kyc_rejected``, ``purchase``, ``unsubscribe`` and ``churn`` (silent
-  for 7 days at the end of the window). Timer journeys are listed only when their ``due``
+  for 7 days after being active on 2+ UTC days in the 30 before, at the end of the window or in the middle). Timer journeys are listed only when their ``due``
   time falls inside the window (so no ``kyc_stalled`` when ``days == 1`` and no ``churn``
   when ``days <= 7``); planted abandonments and stalls end the session, so they
   hold under the stricter reading "no event at all" as well. Planted timer journeys start at
@@ -776,10 +776,19 @@ class _Journeys:
         if due <= self.cfg.end_ms:
             self.out.append((at, {"journey": name, "at": format_ts(at), "due": format_ts(due), **extra}))
 
+    def _churn(self) -> None:
+        """Silence after the last event: churn if active on 2+ UTC days in the 30 before."""
+        last_day = self.last // _DAY
+        recent = sum(1 for d in self.days if last_day - 30 < d <= last_day)
+        if recent >= 2:
+            self._timer("churn", self.last, self.cfg.churn_silence_s, last_active=format_ts(self.last), active_days=recent)
+
     def feed(self, ts: int, ev: dict[str, Any]) -> None:
         cfg, typ = self.cfg, ev["type"]
         if self.first is None:
             self.first = ts
+        elif ts > self.last + cfg.churn_silence_s * 1000:
+            self._churn()  # a silence in the middle counts too
         self.last = ts
         self.days.add(ts // _DAY)
         if self.cart is not None and ts > self.cart + cfg.cart_window_s * 1000:
@@ -801,14 +810,8 @@ class _Journeys:
             self.cart = self.txn = None
             extra = {"amount": ev.get("amount"), "currency": ev.get("currency")}
             self.out.append((ts, {"journey": "purchase", "at": format_ts(ts), **extra}))
-        elif typ == "kyc_start":
-            if self.kyc is None:
-                self.kyc = ts
-            self.kyc_step = typ
-        elif typ == "kyc_submit":
-            if self.kyc is None:
-                self.kyc = ts
-            self.kyc_step = typ
+        elif typ in ("kyc_start", "kyc_submit"):
+            self.kyc, self.kyc_step = ts, typ  # the deadline runs from the last step
         elif typ in ("kyc_approved", "kyc_rejected"):
             self.kyc = None
             name = "kyc_completed" if typ == "kyc_approved" else "kyc_rejected"
@@ -825,7 +828,7 @@ class _Journeys:
         if self.kyc is not None:
             self._timer("kyc_stalled", self.kyc, cfg.kyc_window_s, last_step=self.kyc_step)
         if self.first is not None:
-            self._timer("churn", self.last, cfg.churn_silence_s, last_active=format_ts(self.last), active_days=len(self.days))
+            self._churn()
         self.out.sort(key=lambda item: item[0])
         return [j for _, j in self.out]
 

@@ -313,7 +313,7 @@ def accept_fields(
     return ACCEPTED
 
 
-def advance(st: UserState, hz: int, cfg: SessionConfig, out: list[IntentSegment]) -> None:
+def advance(st: UserState, hz: int, cfg: SessionConfig, out: list[Any]) -> None:
     """Release buffered events older than horizon ``hz`` and close what ``hz`` expires."""
     buf = st.buf
     if buf and buf[0][0] < hz:
@@ -322,17 +322,46 @@ def advance(st: UserState, hz: int, cfg: SessionConfig, out: list[IntentSegment]
             _release(st, buf[i], cfg, out)
             i += 1
         del buf[:i]
-    s = st.sess
-    if s is not None and (hz > s.last + cfg.gap_ms or hz >= s.start + cfg.max_ms):
-        _close(st, _reason(s, cfg), cfg, out)
-    r = st.late
-    if r is not None and hz >= r.due:
-        _flush_late(st, cfg, out)
+    _settle(st, hz, cfg, out)
+
+
+def _close_moment(s: Session, cfg: SessionConfig) -> int:
+    """The smallest horizon at which session ``s`` is closed (see :func:`next_due`)."""
+    d = s.last + cfg.gap_ms + 1
+    m = s.start + cfg.max_ms
+    return m if m < d else d
+
+
+def _settle(st: UserState, t: int, cfg: SessionConfig, out: list[Any]) -> None:
+    """Do, in time order, what the horizon reaching ``t`` makes happen: trigger timers
+    (at deadline + 1), the late run's flush (at its due) and the session's close (at
+    :func:`_close_moment`). Called before each released event and at the end of
+    :func:`advance`, so the order of outputs — and what each trigger sees of the user,
+    e.g. the persona of the latest closed segment — is the same whichever way (event,
+    watermark, batch cut) time reached it."""
     rules = cfg.triggers
-    if rules is not None:
-        d = st.trig.next_due()
-        if d is not None and d < hz:
-            _fired(st, rules.fire_due(st.trig, hz - 1), out)
+    while True:
+        moment, kind = t + 1, -1
+        if rules is not None:
+            d = st.trig.next_due()
+            if d is not None and d + 1 <= t:
+                moment, kind = d + 1, 0
+        r = st.late
+        if r is not None and r.due <= t and r.due < moment:
+            moment, kind = r.due, 1
+        s = st.sess
+        if s is not None:
+            c = _close_moment(s, cfg)
+            if c <= t and c < moment:
+                moment, kind = c, 2
+        if kind < 0:
+            return
+        if kind == 0:
+            _fired(st, rules.fire_due(st.trig, moment - 1), out)  # type: ignore[union-attr]
+        elif kind == 1:
+            _flush_late(st, cfg, out)
+        else:
+            _close(st, _reason(s, cfg), cfg, out)  # type: ignore[arg-type]
 
 
 def next_due(st: UserState, cfg: SessionConfig) -> int | None:
@@ -375,7 +404,8 @@ def _reason(s: Session, cfg: SessionConfig) -> str:
 
 def _release(st: UserState, row: tuple, cfg: SessionConfig, out: list[Any]) -> None:
     """Fold one buffered row, in (ts, event_id) order, into the profile, the session and
-    the trigger rules."""
+    the trigger rules, after what happens before its time (:func:`_settle`)."""
+    _settle(st, row[0], cfg, out)
     _release_session(st, row, cfg, out)
     rules = cfg.triggers
     if rules is not None:
@@ -391,10 +421,22 @@ def _trigger_event(rules: TriggerRules, st: UserState, row: tuple, out: list[Any
         _fired(st, fired, out)
 
 
+class Outputs(list):
+    """``out`` with a hook called the moment a trigger fires (the engine decides there and
+    then, so a sent message's feedback timer is armed before the user's next event)."""
+
+    def __init__(self, on_fired: Any) -> None:
+        super().__init__()
+        self.on_fired = on_fired
+
+
 def _fired(st: UserState, fired: list[Any], out: list[Any]) -> None:
     """Triggers go into ``out`` beside segments, as (user_id, Fired), in the order they happen."""
+    hook = getattr(out, "on_fired", None)
     for f in fired:
         out.append((st.user_id, f))
+        if hook is not None:
+            hook(st, f)
 
 
 def _emit(st: UserState, seg: IntentSegment, cfg: SessionConfig, out: list[Any]) -> None:

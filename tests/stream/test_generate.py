@@ -274,9 +274,9 @@ def test_every_journey_in_the_truth_is_in_the_events(run: Run) -> None:
                 assert here[0].type in ("checkout_start", "payment_submit", "payment_fail")
                 assert not between(evs, at, at + 15 * MIN)
                 assert between(evs, at - 15 * MIN, at, {"checkout_start"}) or here[0].type == "checkout_start"
-            elif name == "kyc_stalled":
-                assert here[0].type == "kyc_start"
-                assert not between(evs, at, at + DAY, {"kyc_approved", "kyc_rejected"})
+            elif name == "kyc_stalled":  # from the last step, as the trigger rule reads it
+                assert here[0].type in ("kyc_start", "kyc_submit")
+                assert not between(evs, at, at + DAY, {"kyc_start", "kyc_submit", "kyc_approved", "kyc_rejected"})
             elif name in ("kyc_completed", "kyc_rejected"):
                 assert here[0].type == ("kyc_approved" if name == "kyc_completed" else "kyc_rejected")
                 assert between(evs, at - DAY, at, {"kyc_start"})
@@ -287,8 +287,8 @@ def test_every_journey_in_the_truth_is_in_the_events(run: Run) -> None:
                 later = [e for e in evs if e.ts_ms > at and e.type in MESSAGE_TYPES]
                 assert all(e.message_channel != j["channel"] for e in later)
             elif name == "churn":
-                assert at == evs[-1].ts_ms == ms(j["last_active"])
-                assert end - at >= 7 * DAY
+                assert at == ms(j["last_active"]) and not between(evs, at, at + 7 * DAY)
+                assert at + 7 * DAY <= end and active_days_before(evs, at) >= 2
             else:
                 pytest.fail(f"unknown journey {name}")
 
@@ -309,11 +309,19 @@ def test_the_truth_lists_every_journey_the_events_contain(run: Run) -> None:
             found["unsubscribe"] += e.type == "unsubscribe"
             found["kyc_completed"] += e.type == "kyc_approved"
             found["kyc_rejected"] += e.type == "kyc_rejected"
-            if e.type == "kyc_start" and e.ts_ms + DAY <= end:
-                found["kyc_stalled"] += not between(evs, e.ts_ms, e.ts_ms + DAY, {"kyc_approved", "kyc_rejected"})
-        found["churn"] += end - evs[-1].ts_ms >= 7 * DAY
+            if e.type in ("kyc_start", "kyc_submit") and e.ts_ms + DAY <= end:
+                steps = {"kyc_start", "kyc_submit", "kyc_approved", "kyc_rejected"}
+                found["kyc_stalled"] += not between(evs, e.ts_ms, e.ts_ms + DAY, steps)
+            if e.ts_ms + 7 * DAY <= end and not between(evs, e.ts_ms, e.ts_ms + 7 * DAY):
+                found["churn"] += active_days_before(evs, e.ts_ms) >= 2
         listed = Counter(j["journey"] for j in t["journeys"])
         assert +found == listed, t["user_id"]
+
+
+def active_days_before(evs: list, at: int) -> int:
+    """Distinct UTC days with events in the 30 days up to ``at`` (the churn rule's window)."""
+    day = at // DAY
+    return len({e.ts_ms // DAY for e in evs if day - 30 < e.ts_ms // DAY <= day and e.ts_ms <= at})
 
 
 def journeys_of(t: dict[str, Any]) -> set[str]:
