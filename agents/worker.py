@@ -172,7 +172,11 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
     from stream.engine import SessionEngine
     from stream.state.redis import RedisSessionStore
 
+    from agents.personas import start_in_worker
+
     app, topics = create_app(settings)
+    # the personas single writer: every worker runs one; only the Redis lease holder learns
+    start_in_worker(app, settings)
     store = RedisSessionStore.from_settings(settings)
     state: dict[str, Pipeline] = {}
     starting = asyncio.Lock()
