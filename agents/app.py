@@ -73,6 +73,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         web_bind=settings.worker.web_bind,
         web_host=settings.worker.web_bind,
         broker_commit_interval=settings.worker.commit_interval_s,
+        broker_session_timeout=settings.worker.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_s / 3),
     )
     t = settings.topics
 

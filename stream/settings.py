@@ -142,6 +142,7 @@ class WorkerSettings:
     batch_size: int = 500
     batch_within_s: float = 0.2
     commit_interval_s: float = 1.0
+    session_timeout_s: float = 10.0
     idle_tick_s: float = 1.0
     redis_retry_max_s: float = 30.0
 
@@ -209,6 +210,21 @@ class PersonaWriterSettings:
 
 
 @dataclass(frozen=True)
+class OpsSettings:
+    worker_id: str = ""
+    metrics_interval_s: float = 10.0
+    dlq_rate_alert: float = 0.05
+    dlq_min_volume: int = 100
+    lag_growth_intervals: int = 3
+    watermark_stall_intervals: int = 2
+    volume_jump_factor: float = 5.0
+    volume_window_intervals: int = 6
+    volume_min_count: int = 20
+    alert_cooldown_s: float = 300.0
+    probe_timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -221,6 +237,7 @@ class Settings:
     strategies: StrategySettings = field(default_factory=StrategySettings)
     personas: PersonaSettings = field(default_factory=PersonaSettings)
     persona_writer: PersonaWriterSettings = field(default_factory=PersonaWriterSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
 
 
 class SettingsError(ValueError):
