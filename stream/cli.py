@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "stream.validate",
     "stream.offline",
     "stream.report",
+    "stream.demo",
     "agents.commands",
     "agents.persona_commands",
     "agents.tools",
