@@ -43,10 +43,12 @@ def test_keys_are_hash_tagged_and_user_keys_expire(redis_store):
     eng.process(list(enumerate(lines)))
     found = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:*"))
     users = [k for k in found if ":{u:" in k]
-    assert users and all(k.endswith(":ses") for k in users)
+    # a user's session state, and the fatigue ledger's keys beside it (same hash tag)
+    assert users and all(k.endswith(":ses") or ":fat:" in k for k in users)
     assert set(found) - set(users) <= {keys.partition_meta(prefix, 2), keys.partition_due(prefix, 2), keys.partition_outbox(prefix, 2)}
-    ttl = client.pttl(users[0])
+    ttl = client.pttl(next(k for k in users if k.endswith(":ses")))
     assert 6 * 86400_000 < ttl <= 7 * 86400_000
+    assert all(client.pttl(k) > 0 for k in users)  # every per-user key expires
     assert client.pttl(keys.partition_meta(prefix, 2)) == -1  # partition keys do not expire
 
 
