@@ -138,8 +138,10 @@ class WorkerProbe:
         return readiness(self.assigned(), set(pipe.recovered) if pipe is not None else None)
 
     async def _read_store(self, pipe: Any, partitions: list[int]) -> dict[int, tuple[PartitionMeta | None, int | None]]:
-        engine = next(iter(pipe.engines.values()), None) if pipe is not None else None
-        store = getattr(engine, "store", None)
+        if pipe is None:
+            return {}
+        # the pipeline's store if it has one, else the one its engines share
+        store = getattr(pipe, "store", None) or getattr(next(iter(pipe.engines.values()), None), "store", None)
         if store is None or not partitions:
             return {}
         if self._probe is not None and not self._probe.done():

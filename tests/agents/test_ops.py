@@ -112,7 +112,7 @@ def test_reporter_publishes_metrics_and_alerts_and_reads_real_engine_state(stack
             with socket.socket() as hang:
                 hang.bind(("127.0.0.1", 0))
                 hang.listen(8)
-                eng.store = RedisSessionStore(redis.Redis(port=hang.getsockname()[1], socket_timeout=2), "ops")
+                pipe.store = RedisSessionStore(redis.Redis(port=hang.getsockname()[1], socket_timeout=2), "ops")
                 started = time.monotonic()
                 down = await probe.snapshot()
                 assert 0.9 < time.monotonic() - started < 2
