@@ -56,8 +56,9 @@ def aiokafka_options(settings: Settings) -> dict[str, Any]:
 class Pipeline:
     """Engines of the assigned partitions, their outbox publishing and idle handling."""
 
-    def __init__(self, settings: Settings, make_engine: Callable[[int], Any], producer: AIOKafkaProducer) -> None:
+    def __init__(self, settings: Settings, store: Any, make_engine: Callable[[int], Any], producer: AIOKafkaProducer) -> None:
         self.settings = settings
+        self.store = store
         self.make_engine = make_engine
         self.producer = producer
         self.engines: dict[int, Any] = {}
@@ -100,6 +101,8 @@ class Pipeline:
             result = await self.retrying(f"partition {p}", lambda: eng.process(records))
             for name, value in result.counters.items():
                 self.counters[name] += value
+            for reason, n in result.invalid.items():
+                self.counters[f"invalid:{reason}"] += n
             await self.publish(p, eng)
 
     async def recover(self, p: int, eng: Any) -> None:
@@ -108,7 +111,7 @@ class Pipeline:
             return
         pending = await self.retrying(f"partition {p} outbox", eng.pending_outbox)
         if pending:
-            since = await self.retrying(f"partition {p} offsets", lambda: eng.store.output_offsets(p))
+            since = await self.retrying(f"partition {p} offsets", lambda: self.store.output_offsets(p))
             targets = [(e.id, e.topic, self.target_partition(e)) for e in pending]
             kafka_opts = self.settings.kafka.kafka_python_options()
             done = await asyncio.to_thread(already_published, kafka_opts, targets, since)
@@ -156,7 +159,7 @@ class Pipeline:
             if not idle:
                 return
             n = self.settings.topics.partitions
-            metas = await self.retrying("watermarks", lambda: [self.engine(0).store.load_partition(q) for q in range(n)])
+            metas = await self.retrying("watermarks", lambda: [self.store.load_partition(q) for q in range(n)])
             top = max((m.wm for m in metas), default=0)
             for p in idle:
                 eng = self.engine(p)
@@ -176,7 +179,7 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
 
     app, topics = create_app(settings)
     # the personas single writer: every worker runs one; only the Redis lease holder learns
-    start_in_worker(app, settings)
+    persona_writer = start_in_worker(app, settings)
     store = RedisSessionStore.from_settings(settings)
     state: dict[str, Pipeline] = {}
     starting = asyncio.Lock()
@@ -186,8 +189,13 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
             if "p" not in state:
                 producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", enable_idempotence=True, linger_ms=5)
                 await producer.start()
-                state["p"] = Pipeline(settings, lambda p: SessionEngine(store, p, settings), producer)
+                state["p"] = Pipeline(settings, store, lambda p: SessionEngine(store, p, settings), producer)
         return state["p"]
+
+    from agents.ops import register as register_ops
+
+    # ops.metrics / ops.alerts every [ops] metrics_interval_s, /health and /metrics
+    register_ops(app, lambda: state.get("p"), persona_writer, settings)
 
     @app.agent(topics.clickstream, name="sessionize")
     async def sessionize(stream: faust.StreamT) -> None:

@@ -73,6 +73,7 @@ class Deployment:
             "INTENTSTREAM_WORKER__WEB_PORT": str(free_port()),
             "INTENTSTREAM_TRIGGERS__IDLE_PARTITION_S": "2",
             "INTENTSTREAM_PERSONA_WRITER__IN_WORKER": "false",
+            "INTENTSTREAM_OPS__METRICS_INTERVAL_S": "2",
         }
         self.topics = {k.split("__")[1].lower(): v for k, v in self.env.items() if k.startswith("INTENTSTREAM_TOPICS__")}
         self.tmp = tmp_path
@@ -188,6 +189,17 @@ def test_live_worker_equals_offline_replay(deployment, trace, redis_url):
     dlq = [codec.loads(v) for v in values(d.wait_for(d.topics["dead_letter"], 3))]
     assert sorted(r["reason"] for r in dlq) == ["bad_ts", "not_json", "not_object"]
     assert {r["raw"] for r in dlq} == {"not json", '{"event_id":"x","user_id":"u-bad","ts":"yesterday","type":"click"}', "[1]"}
+    # ops: HTTP health and Prometheus metrics, and records on ops.metrics
+    import urllib.request
+
+    base = f"http://127.0.0.1:{d.env['INTENTSTREAM_WORKER__WEB_PORT']}"
+    with urllib.request.urlopen(base + "/health", timeout=10) as resp:
+        assert resp.status == 200 and codec.loads(resp.read())["status"] == "ready"
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert "intentstream_events_total" in text and 'trigger="cart_abandoned"' in text
+    metrics = [codec.loads(v) for v in values(d.wait_for(d.topics["metrics"], 1, timeout=30))]
+    assert metrics and max(m["counters"].get("events", 0) for m in metrics) > 0
     # live state is in Redis, under the deployment's prefix, one hash-tagged key per user
     import redis
 
