@@ -126,10 +126,16 @@ class TriggerState:
     persona: tuple[str, str] | None = None
 
     def next_due(self) -> int | None:
-        """The earliest deadline of any timer, or None."""
-        dues = [t.due_ms for t in self.timers.values()]
-        dues.extend(due for due, _ in self.awaiting.values())
-        return min(dues) if dues else None
+        """The earliest deadline of any timer, or None (hot: called per released event)."""
+        best = None
+        for t in self.timers.values():
+            if best is None or t.due_ms < best:
+                best = t.due_ms
+        if self.awaiting:
+            for due, _ in self.awaiting.values():
+                if best is None or due < best:
+                    best = due
+        return best
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -213,19 +219,21 @@ class TriggerRules:
 
     # ------------------------------------------------------------------ events
     def on_event(self, st: TriggerState, ev: Event) -> list[Fired]:
-        """Update timers for one :class:`~stream.events.Event` (in event-time order)."""
-        return self.on_fields(st, ev.ts_ms, ev.event_id, ev.type, ev.amount, trigger_extra(ev))
+        """Update timers for one :class:`~stream.events.Event` (in event-time order);
+        deadlines before it fire first: the user's own later event proves they passed."""
+        due = st.next_due()
+        fired = self.fire_due(st, ev.ts_ms - 1) if due is not None and due < ev.ts_ms else []
+        return fired + self.on_fields(st, ev.ts_ms, ev.event_id, ev.type, ev.amount, trigger_extra(ev))
 
     def on_fields(
         self, st: TriggerState, ms: int, event_id: str, t: str, amount: float | None, extra: Mapping[str, Any] | None
     ) -> list[Fired]:
         """:meth:`on_event` on the fields the sessionizer keeps (``extra``: see
-        :func:`trigger_extra`). Returns the triggers fired, immediate or overdue."""
+        :func:`trigger_extra`), once deadlines before ``ms`` have fired (the sessionizer
+        settles them first). Returns the triggers fired at once (kyc_rejected)."""
         cfg = self.cfg
         extra = extra or {}
-        # the user's own later event proves earlier deadlines passed without a completion
-        due = st.next_due()
-        fired = self.fire_due(st, ms - 1) if due is not None and due < ms else []
+        fired: list[Fired] = []
         self._note_activity(st, ms)
 
         if t == "add_to_cart":
