@@ -70,9 +70,12 @@ _OPTIONAL_STRINGS = frozenset({"page", "category", "item_id", "currency", "devic
 _OPTIONAL = _OPTIONAL_STRINGS | {"amount", "channel", "tz", "props"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """A valid clickstream event. ``ts_ms`` is the event time in epoch milliseconds (UTC)."""
+    """A valid clickstream event. ``ts_ms`` is the event time in epoch milliseconds (UTC).
+
+    Treat it as immutable: it is not frozen only because a frozen dataclass costs a
+    ``object.__setattr__`` per field to build, on every event of the hot path."""
 
     event_id: str
     user_id: str

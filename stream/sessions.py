@@ -340,6 +340,14 @@ def _settle(st: UserState, t: int, cfg: SessionConfig, out: list[Any]) -> None:
     e.g. the persona of the latest closed segment — is the same whichever way (event,
     watermark, batch cut) time reached it."""
     rules = cfg.triggers
+    s = st.sess
+    if st.late is None and (s is None or (t <= s.last + cfg.gap_ms and t < s.start + cfg.max_ms)):
+        # hot path (every released event): nothing but maybe a timer can be due
+        if rules is None:
+            return
+        d = st.trig.next_due()
+        if d is None or d + 1 > t:
+            return
     while True:
         moment, kind = t + 1, -1
         if rules is not None:

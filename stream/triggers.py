@@ -284,7 +284,13 @@ class TriggerRules:
 
         # churn: re-armed by every event of a user active on enough distinct days
         if len(st.days) >= cfg.churn_min_active_days:
-            self._arm(st, CHURN, ms + cfg.churn_silence_s * 1000, (event_id,), {"active_days": len(st.days)})
+            churn = st.timers.get(CHURN)
+            if churn is None:
+                self._arm(st, CHURN, ms + cfg.churn_silence_s * 1000, (event_id,), {"active_days": len(st.days)})
+            else:  # hot path: most events of active users land here; no new objects
+                churn.due_ms = ms + cfg.churn_silence_s * 1000
+                churn.evidence = (event_id,)
+                churn.facts["active_days"] = len(st.days)
         return fired
 
     def _note_activity(self, st: TriggerState, ms: int) -> None:
