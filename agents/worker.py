@@ -93,17 +93,23 @@ class Pipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.worker.redis_retry_max_s)
 
-    async def handle(self, p: int, records: list[tuple[int, bytes]]) -> None:
+    async def handle(self, batches: dict[int, list[tuple[int, bytes]]]) -> None:
+        """One fetched batch: each partition's engine step in turn (a thread each), then
+        every partition's outbox published together — one wait for acks, not one per
+        partition."""
         async with self.lock:
-            eng = self.engine(p)
-            await self.recover(p, eng)
-            self.last_input[p] = time.monotonic()
-            result = await self.retrying(f"partition {p}", lambda: eng.process(records))
-            for name, value in result.counters.items():
-                self.counters[name] += value
-            for reason, n in result.invalid.items():
-                self.counters[f"invalid:{reason}"] += n
-            await self.publish(p, eng)
+            stepped = []
+            for p, records in sorted(batches.items()):
+                eng = self.engine(p)
+                await self.recover(p, eng)
+                self.last_input[p] = time.monotonic()
+                result = await self.retrying(f"partition {p}", lambda eng=eng, records=records: eng.process(records))
+                for name, value in result.counters.items():
+                    self.counters[name] += value
+                for reason, n in result.invalid.items():
+                    self.counters[f"invalid:{reason}"] += n
+                stepped.append((p, eng))
+            await asyncio.gather(*(self.publish(p, eng) for p, eng in stepped))
 
     async def recover(self, p: int, eng: Any) -> None:
         """Before a partition's first step: publish what a previous owner left in its outbox."""
@@ -187,7 +193,7 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
     async def pipeline() -> Pipeline:
         async with starting:  # the agent and the timer may both ask first
             if "p" not in state:
-                producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", enable_idempotence=True, linger_ms=5)
+                producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", enable_idempotence=True, linger_ms=0)
                 await producer.start()
                 state["p"] = Pipeline(settings, store, lambda p: SessionEngine(store, p, settings), producer)
         return state["p"]
@@ -204,8 +210,7 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
             by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
             for ev in events:
                 by_partition[ev.message.partition].append((ev.message.offset, ev.message.value))
-            for p, records in sorted(by_partition.items()):
-                await pipe.handle(p, records)
+            await pipe.handle(by_partition)
 
     @app.timer(interval=settings.worker.idle_tick_s)
     async def idle_tick() -> None:
