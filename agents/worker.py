@@ -195,7 +195,10 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
             if "p" not in state:
                 producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", enable_idempotence=True, linger_ms=0)
                 await producer.start()
-                state["p"] = Pipeline(settings, store, lambda p: SessionEngine(store, p, settings), producer)
+                pipe = Pipeline(settings, store, lambda p: SessionEngine(store, p, settings), producer)
+                for name in topics.by_name():  # outputs go to explicit partitions: know how many
+                    pipe.partition_counts[name] = len(await producer.partitions_for(name))
+                state["p"] = pipe
         return state["p"]
 
     from agents.ops import register as register_ops
