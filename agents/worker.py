@@ -108,8 +108,10 @@ class Pipeline:
                     self.counters[name] += value
                 for reason, n in result.invalid.items():
                     self.counters[f"invalid:{reason}"] += n
-                stepped.append((p, eng))
-            await asyncio.gather(*(self.publish(p, eng) for p, eng in stepped))
+                stepped.append((p, eng, result.outbox))
+            # what each step just committed: no need to read it back from Redis (entries
+            # a failed publish leaves behind go out with the next tick)
+            await asyncio.gather(*(self.publish(p, eng, entries) for p, eng, entries in stepped))
 
     async def recover(self, p: int, eng: Any) -> None:
         """Before a partition's first step: publish what a previous owner left in its outbox."""
@@ -132,8 +134,13 @@ class Pipeline:
             return int(entry.seq) % n
         return partition_for(entry.key, n)
 
-    async def publish(self, p: int, eng: Any) -> None:
-        pending = await self.retrying(f"partition {p} outbox", eng.pending_outbox)
+    async def publish(self, p: int, eng: Any, entries: list | None = None) -> None:
+        """Send a partition's outbox (``entries``, or all pending ones), wait for every
+        ack, then ack the entries in Redis with the output offsets."""
+        if entries is None:
+            pending = await self.retrying(f"partition {p} outbox", eng.pending_outbox)
+        else:
+            pending = entries
         if not pending:
             return
         futures = []

@@ -118,6 +118,8 @@ class StepResult:
     invalid: dict[str, int] = field(default_factory=dict)
     watermark: int = 0
     offset: int = -1
+    #: the outbox entries this step committed (what the caller publishes next)
+    outbox: list[OutboxEntry] = field(default_factory=list)
 
 
 class SessionEngine:
@@ -336,6 +338,7 @@ class SessionEngine:
             while len(cache) > self.cache_users:
                 del cache[next(iter(cache))]
         res.segments = segments
+        res.outbox = entries
         res.watermark, res.offset = wm, hi
         return res
 

@@ -140,7 +140,7 @@ class WorkerSettings:
     web_port: int = 6066
     log_level: str = "info"
     batch_size: int = 500
-    batch_within_s: float = 0.2
+    batch_within_s: float = 0.1
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0
     idle_tick_s: float = 1.0
