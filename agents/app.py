@@ -36,14 +36,37 @@ class Topics:
         return {t.get_topic_name(): t for t in named}
 
 
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    """The TLS context for SSL / SASL_SSL, or None."""
+    if kafka.security_protocol.upper() not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(cafile=kafka.ssl_cafile or None)
+    if kafka.ssl_certfile:
+        context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile or None)
+    return context
+
+
+def aiokafka_options(settings: Settings, client: str) -> dict[str, Any]:
+    """Connection options (SASL/TLS as Faust's) for the aiokafka clients the worker runs
+    beside Faust: the outbox producer, the persona writer's consumer, the ops producer."""
+    k = settings.kafka
+    opts: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in k.bootstrap_servers.split(",") if s.strip()],
+        "security_protocol": k.security_protocol,
+        "client_id": f"{settings.worker.app_id}-{client}",
+    }
+    context = ssl_context(k)
+    if context is not None:
+        opts["ssl_context"] = context
+    if k.sasl_mechanism:
+        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username, sasl_plain_password=k.sasl_password)
+    return opts
+
+
 def broker_credentials(kafka: KafkaSettings) -> Any:
     """Faust credentials for SASL and/or TLS, or None for PLAINTEXT."""
     protocol = kafka.security_protocol.upper()
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=kafka.ssl_cafile or None)
-        if kafka.ssl_certfile:
-            context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile or None)
+    context = ssl_context(kafka)
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=kafka.sasl_username,

@@ -278,9 +278,9 @@ class _LazyProducer:
         if self.producer is None:
             from aiokafka import AIOKafkaProducer
 
-            from agents.worker import aiokafka_options
+            from agents.app import aiokafka_options
 
-            opts = {**aiokafka_options(self.settings), "client_id": f"{self.settings.worker.app_id}-ops"}
+            opts = aiokafka_options(self.settings, "ops")
             # a batch that cannot be delivered (broker or topic gone) expires after 10 s
             # instead of 40, so it cannot hold the worker's shutdown for long
             producer = AIOKafkaProducer(**opts, acks=1, linger_ms=20, request_timeout_ms=10_000)

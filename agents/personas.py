@@ -61,7 +61,6 @@ import logging
 import math
 import os
 import socket
-import ssl
 import time
 import uuid
 from collections import Counter, deque
@@ -360,20 +359,9 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 
 def consumer_options(settings: Settings) -> dict[str, Any]:
     """aiokafka connection options (SASL/TLS as the worker's) for the writer's consumer."""
-    k = settings.kafka
-    opts: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in k.bootstrap_servers.split(",") if s.strip()],
-        "security_protocol": k.security_protocol,
-        "client_id": f"{settings.worker.app_id}-personas",
-    }
-    if k.security_protocol.upper() in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=k.ssl_cafile or None)
-        if k.ssl_certfile:
-            context.load_cert_chain(k.ssl_certfile, k.ssl_keyfile or None)
-        opts["ssl_context"] = context
-    if k.sasl_mechanism:
-        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username, sasl_plain_password=k.sasl_password)
-    return opts
+    from agents.app import aiokafka_options
+
+    return aiokafka_options(settings, "personas")
 
 
 class _Stopping(Exception):

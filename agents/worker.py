@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections import defaultdict
 from typing import Any, Callable, TypeVar
@@ -25,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agents.admin import ensure_topics
-from agents.app import Topics, create_app
+from agents.app import Topics, aiokafka_options, create_app
 from agents.outbox import ID_HEADER, already_published
 from stream.partitioning import partition_for
 from stream.settings import Settings
@@ -33,24 +32,6 @@ from stream.state import StoreUnavailable
 
 log = logging.getLogger("intentstream.worker")
 T = TypeVar("T")
-
-
-def aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """Connection options for our own aiokafka producer (SASL/TLS like Faust's)."""
-    k = settings.kafka
-    opts: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in k.bootstrap_servers.split(",") if s.strip()],
-        "security_protocol": k.security_protocol,
-        "client_id": f"{settings.worker.app_id}-outbox",
-    }
-    if k.security_protocol.upper() in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=k.ssl_cafile or None)
-        if k.ssl_certfile:
-            context.load_cert_chain(k.ssl_certfile, k.ssl_keyfile or None)
-        opts["ssl_context"] = context
-    if k.sasl_mechanism:
-        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username, sasl_plain_password=k.sasl_password)
-    return opts
 
 
 class Pipeline:
@@ -200,7 +181,7 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
     async def pipeline() -> Pipeline:
         async with starting:  # the agent and the timer may both ask first
             if "p" not in state:
-                producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", enable_idempotence=True, linger_ms=0)
+                producer = AIOKafkaProducer(**aiokafka_options(settings, "outbox"), acks="all", enable_idempotence=True, linger_ms=0)
                 await producer.start()
                 pipe = Pipeline(settings, store, lambda p: SessionEngine(store, p, settings), producer)
                 for name in topics.by_name():  # outputs go to explicit partitions: know how many

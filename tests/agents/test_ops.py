@@ -73,7 +73,7 @@ def test_reporter_publishes_metrics_and_alerts_and_reads_real_engine_state(stack
     from aiokafka import AIOKafkaProducer
     from kafka import KafkaConsumer
 
-    from agents.worker import aiokafka_options
+    from agents.app import aiokafka_options
     from stream.engine import SessionEngine
     from stream.state.redis import RedisSessionStore
 
@@ -96,7 +96,7 @@ def test_reporter_publishes_metrics_and_alerts_and_reads_real_engine_state(stack
     probe = WorkerProbe(settings, lambda: pipe, writer, assignment=lambda: {0}, highwater=lambda p: 10)
 
     async def scenario() -> list[dict]:
-        producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all")
+        producer = AIOKafkaProducer(**aiokafka_options(settings, "test"), acks="all")
         await producer.start()
         try:
             reporter = OpsReporter(settings, "worker-a", probe.snapshot, producer)
