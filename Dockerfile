@@ -6,11 +6,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    INTENTSTREAM_CONFIG_DIR=/app/config
+    INTENTSTREAM_CONFIG_DIR=/app/config \
+    INTENTSTREAM_WORKER__DATA_DIR=/tmp/intentstream-data
 
 WORKDIR /app
-# README.md* so the build works whether or not the readme exists yet
-COPY pyproject.toml README.md* ./
+COPY pyproject.toml README.md ./
 COPY stream ./stream
 COPY agents ./agents
 COPY config ./config

@@ -82,6 +82,7 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
 def create_app(settings: Settings) -> tuple[faust.App, Topics]:
     """A Faust app configured from settings, and the product's topics declared on it."""
     servers = ";".join(s.strip() for s in settings.kafka.bootstrap_servers.split(",") if s.strip())
+    extra: dict[str, Any] = {"datadir": settings.worker.data_dir} if settings.worker.data_dir else {}
     app = faust.App(
         settings.worker.app_id,
         broker=f"kafka://{servers}",
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         web_bind=settings.worker.web_bind,
         web_host=settings.worker.web_bind,
         broker_commit_interval=settings.worker.commit_interval_s,
+        **extra,
         broker_session_timeout=settings.worker.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_s / 3),
     )

@@ -138,6 +138,7 @@ class WorkerSettings:
     web_enabled: bool = True
     web_bind: str = "127.0.0.1"
     web_port: int = 6066
+    data_dir: str = ""
     log_level: str = "info"
     batch_size: int = 500
     batch_within_s: float = 0.1

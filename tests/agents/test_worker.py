@@ -74,6 +74,7 @@ class Deployment:
             "INTENTSTREAM_TRIGGERS__IDLE_PARTITION_S": "2",
             "INTENTSTREAM_PERSONA_WRITER__IN_WORKER": "false",
             "INTENTSTREAM_OPS__METRICS_INTERVAL_S": "2",
+            "INTENTSTREAM_WORKER__DATA_DIR": str(tmp_path / "faust-data"),
         }
         self.topics = {k.split("__")[1].lower(): v for k, v in self.env.items() if k.startswith("INTENTSTREAM_TOPICS__")}
         self.tmp = tmp_path
