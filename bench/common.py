@@ -48,3 +48,20 @@ def print_table(title: str, results: Sequence[Result]) -> None:
         if r.baseline and r.baseline in by_case:
             ratio = f"{r.median / by_case[r.baseline].median:.2f}x {r.baseline}"
         print(f"| {r.case} | {r.median:,.0f} | {min(r.values):,.0f}-{max(r.values):,.0f} | {r.unit} | {ratio} |")
+
+
+def redis_client(url: str | None = None):
+    """A redis-py client on ``url`` (default: the settings' ``[redis] url``), or None
+    when it does not answer (the Redis cases are then skipped)."""
+    import redis
+
+    from stream.settings import load_settings
+
+    rs = load_settings().redis
+    client = redis.Redis.from_url(url or rs.url, password=rs.password or None, socket_timeout=rs.socket_timeout_s)
+    try:
+        client.ping()
+    except redis.RedisError:
+        client.close()
+        return None
+    return client

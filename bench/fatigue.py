@@ -14,7 +14,7 @@ import argparse
 import random
 import uuid
 
-from bench.common import Result, measure_rate, print_table
+from bench.common import Result, measure_rate, print_table, redis_client
 from stream.decide import Decider, TriggerHit
 from stream.fatigue import HOUR_MS, Candidate, FatigueLedger, MemoryLedgerStore
 from stream.strategies import load_catalogue
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
         ),
     ]
 
-    client = _redis_client(args.redis_url)
+    client = redis_client(args.redis_url)
     if client is None:
         print_table(f"Fatigue ledger, {args.n:,} decisions, {args.users:,} users (Redis not reachable)", results)
         return results
@@ -149,21 +149,6 @@ def main(argv: list[str] | None = None) -> list[Result]:
         client.close()
     print_table(f"Fatigue ledger, {args.n:,} decisions, {args.users:,} users", results)
     return results
-
-
-def _redis_client(url: str | None):
-    import redis
-
-    from stream.settings import load_settings
-
-    rs = load_settings().redis
-    client = redis.Redis.from_url(url or rs.url, password=rs.password or None, socket_timeout=rs.socket_timeout_s)
-    try:
-        client.ping()
-    except redis.RedisError:
-        client.close()
-        return None
-    return client
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import tracemalloc
 import uuid
 from collections.abc import Callable
 
-from bench.common import Result, measure_rate, print_table
+from bench.common import Result, measure_rate, print_table, redis_client
 from stream.engine import SessionEngine
 from stream.events import parse_event
 from stream.generate import GeneratorConfig, generate_lines
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     notes = [f"peak traced memory, memory store run: {peak / 1e6:,.1f} MB for {users:,} users, "
              f"{n:,} events ({peak / users:,.0f} B/user incl. the engines' caches and the store's bytes)"]  # fmt: skip
 
-    client = _redis_client(args.redis_url)
+    client = redis_client(args.redis_url)
     if client is None:
         notes.append("redis: not reachable, Redis cases skipped (python -m bench starts the local stack)")
     else:
@@ -194,19 +194,6 @@ def redis_footprint(client, parts, redis_store, cleanup, batch: int) -> list[str
     cleanup()
     out.append(f"(footprint run: {time.perf_counter() - started:.0f}s)")
     return out
-
-
-def _redis_client(url: str | None):
-    import redis
-
-    rs = load_settings().redis
-    client = redis.Redis.from_url(url or rs.url, password=rs.password or None, socket_timeout=rs.socket_timeout_s)
-    try:
-        client.ping()
-    except redis.RedisError:
-        client.close()
-        return None
-    return client
 
 
 if __name__ == "__main__":
