@@ -258,3 +258,35 @@ def test_kafka_restart_mid_run(deployment, trace):
     d.wait_for(d.topics["segments"], 100, timeout=90)
     d.stack.restart_kafka()
     assert_same_as_offline(d, expected)
+
+
+def test_a_quiet_partition_still_fires_its_due_timers(deployment):
+    """A user's partition receives nothing after their add_to_cart; other partitions move
+    event time on. After [triggers] idle_partition_s without input, the quiet partition
+    adopts the highest watermark of all partitions (from Redis) and the cart timer fires,
+    dated at its deadline."""
+    from stream.partitioning import partition_for
+
+    d = deployment
+    n = 6
+    quiet_user = "u-quiet"
+    quiet = partition_for(quiet_user.encode(), n)
+    others = [u for u in (f"u-busy-{i}" for i in range(40)) if partition_for(u.encode(), n) != quiet][:5]
+    t0 = 1767607200000  # 2026-01-05T10:00:00Z
+    events = [{"event_id": "q1", "user_id": quiet_user, "ts": t0, "type": "add_to_cart", "item_id": "sku-1"}]
+    for i in range(1, 13):  # two hours of activity elsewhere, every 10 minutes
+        for u in others:
+            events.append({"event_id": f"{u}-{i}", "user_id": u, "ts": t0 + i * 600_000, "type": "page_view"})
+    d.start_worker()
+    producer = KafkaProducer(bootstrap_servers=d.stack.kafka_bootstrap)
+    for ev in events:
+        producer.send(d.topics["clickstream"], key=ev["user_id"].encode(), value=codec.dumps(ev))
+    producer.flush()
+    producer.close()
+    deadline = time.monotonic() + 60
+    found = []
+    while not found and time.monotonic() < deadline:
+        found = [codec.loads(v) for v in values(d.read(d.topics["audit"]))]
+        found = [x for x in found if x["user_id"] == quiet_user]
+        time.sleep(1)
+    assert [(x["trigger"], x["decided_at"]) for x in found] == [("cart_abandoned", "2026-01-05T10:30:00.000Z")], d.logs()
