@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import IO, Any, BinaryIO, TextIO
 
 from stream import codec
+from stream.cli import non_negative_int, positive_int
 from stream.events import Event, format_ts, parse_event
 from stream.settings import Settings, load_settings
 from stream.validate import dead_letter_record, iter_lines
@@ -1164,20 +1165,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
-    return value
-
-
 def _register_replay(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "replay",
@@ -1198,12 +1185,12 @@ def _register_replay(sub: argparse._SubParsersAction) -> None:
                    help="refuse a topic whose partition count differs from [topics] partitions, and verify every "
                         "record lands on the partition stream.partitioning (the offline replay) assigns")  # fmt: skip
     k.add_argument("--no-dead-letter", action="store_true", help="only count malformed lines (default: send them to [topics] dead_letter)")
-    k.add_argument("--max-in-flight", type=_positive_int, default=MAX_IN_FLIGHT_RECORDS, metavar="N",
+    k.add_argument("--max-in-flight", type=positive_int, default=MAX_IN_FLIGHT_RECORDS, metavar="N",
                    help="records sent but not yet acknowledged before reading pauses (default %(default)s)")  # fmt: skip
     o = p.add_argument_group("--offline")
     o.add_argument("--out", metavar="FILE", help="decisions output (JSONL)")
     o.add_argument("--dead-letter", metavar="FILE", help="write rejected lines here (JSONL)")
-    o.add_argument("--partitions", type=_positive_int, metavar="N", help="simulated partitions (default: [topics] partitions)")
+    o.add_argument("--partitions", type=positive_int, metavar="N", help="simulated partitions (default: [topics] partitions)")
     p.set_defaults(func=run_replay, replay_parser=p)
 
 
@@ -1212,10 +1199,10 @@ def _register_tail(sub: argparse._SubParsersAction) -> None:
     p.add_argument("topic", help=f"topic name or short name: {', '.join(SHORT_NAMES)}")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records until Ctrl-C")
     p.add_argument("--from-beginning", action="store_true", help="start at the beginning of each partition")
-    p.add_argument("-n", "--last", type=_non_negative_int, default=10, metavar="N",
+    p.add_argument("-n", "--last", type=non_negative_int, default=10, metavar="N",
                    help="without --from-beginning: start N records before the end of each partition (default %(default)s)")  # fmt: skip
-    p.add_argument("--partition", type=_non_negative_int, metavar="P", help="read this partition only")
-    p.add_argument("--max", type=_positive_int, metavar="N", help="stop after printing N records")
+    p.add_argument("--partition", type=non_negative_int, metavar="P", help="read this partition only")
+    p.add_argument("--max", type=positive_int, metavar="N", help="stop after printing N records")
     p.add_argument("--raw", action="store_true", help="print the value bytes only, one per line (JSONL)")
     p.add_argument("--key", metavar="USER", help="only records with this key (user_id)")
     p.set_defaults(func=run_tail)

@@ -88,6 +88,7 @@ from statistics import NormalDist
 from typing import Any, BinaryIO, Final, Iterable, Iterator, Sequence
 
 from stream import codec
+from stream.cli import positive_int, share
 from stream.events import format_ts, parse_ts, zone
 
 __all__ = [
@@ -1051,20 +1052,6 @@ def user_events(cfg: GeneratorConfig, index: int) -> list[dict[str, Any]]:
 # -- CLI ------------------------------------------------------------------------------------
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
@@ -1072,14 +1059,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Write a deterministic synthetic clickstream with planted personas and journeys; "
         "the same arguments always give byte-identical output.",
     )
-    p.add_argument("--users", type=_positive, required=True, help="number of users")
-    p.add_argument("--days", type=_positive, required=True, help="length of the window in days")
+    p.add_argument("--users", type=positive_int, required=True, help="number of users")
+    p.add_argument("--days", type=positive_int, required=True, help="length of the window in days")
     p.add_argument("--seed", type=int, required=True, help="random seed")
     p.add_argument("--out", required=True, metavar="FILE", help="JSONL output, or - for standard output")
     p.add_argument("--start", default=GeneratorConfig.start, help="start of the window, ISO-8601 (default %(default)s)")
-    p.add_argument("--late-share", type=_share, default=0.02, help="share of events delivered late (default %(default)s)")
-    p.add_argument("--duplicate-share", type=_share, default=0.01, help="share of events delivered twice (default %(default)s)")
-    p.add_argument("--invalid-share", type=_share, default=0.0, help="invalid lines per event (default %(default)s)")
+    p.add_argument("--late-share", type=share, default=0.02, help="share of events delivered late (default %(default)s)")
+    p.add_argument("--duplicate-share", type=share, default=0.01, help="share of events delivered twice (default %(default)s)")
+    p.add_argument("--invalid-share", type=share, default=0.0, help="invalid lines per event (default %(default)s)")
     p.add_argument("--truth", metavar="FILE", help="write the ground truth here (JSONL, one user a line)")
     p.set_defaults(func=run)
 

@@ -116,34 +116,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    runner = OfflineRunner(settings, args.partitions, args.batch_size)
+def drive(args: argparse.Namespace, runner: OfflineRunner, keep: str, close_open: bool = False) -> Iterator[bytes]:
+    """Run ``args.file`` through ``runner``, writing the payloads of topic ``keep`` to
+    ``args.out`` (``-`` or None: stdout) and rejected lines to ``args.dead_letter``;
+    yields each kept payload (for the caller's tallies). Shared by ``segments`` and
+    ``replay --offline``. Raises OSError when the input cannot be opened."""
     runner.source = args.file
     fh: BinaryIO = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
-    out: BinaryIO = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")
+    out: BinaryIO = sys.stdout.buffer if args.out in (None, "-") else open(args.out, "wb")
     runner.dead_letter = open(args.dead_letter, "wb") if args.dead_letter else None
-    started = time.perf_counter()
     try:
         with fh:
-            topic = settings.topics.segments
-            for t, payload in runner.run(iter_lines(fh), close_open=args.close_open):
-                if t == topic:
+            for topic, payload in runner.run(iter_lines(fh), close_open=close_open):
+                if topic == keep:
                     out.write(payload + b"\n")
+                    yield payload
     finally:
         if out is not sys.stdout.buffer:
             out.close()
         if runner.dead_letter is not None:
             runner.dead_letter.close()
-    elapsed = time.perf_counter() - started
+
+
+def summary(runner: OfflineRunner, elapsed: float) -> None:
+    """The run's counts on stderr: lines, events, late, duplicates, rejections by reason."""
     c = runner.counters
     rejected = sum(runner.invalid.values())
+    lines = c["events"] + rejected
     print(
-        f"{c['events'] + rejected} lines, {c['events']} events ({c['late']} late, {c['duplicates']} duplicates), "
-        f"{rejected} rejected, {c['segments']} segments, {runner.partitions} partitions, "
-        f"{elapsed:.2f}s ({(c['events'] + rejected) / max(elapsed, 1e-9):,.0f} lines/s)",
+        f"{lines} lines, {c['events']} events ({c['late']} late, {c['duplicates']} duplicates), "
+        f"{rejected} rejected, {c['segments']} segments, {c['decisions']} decisions, {runner.partitions} partitions, "
+        f"{elapsed:.2f}s ({lines / max(elapsed, 1e-9):,.0f} events/s)",
         file=sys.stderr,
     )
     for reason, n in sorted(runner.invalid.items()):
         print(f"  rejected {reason:<20} {n}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    runner = OfflineRunner(settings, args.partitions, args.batch_size)
+    started = time.perf_counter()
+    for _ in drive(args, runner, settings.topics.segments, close_open=args.close_open):
+        pass
+    summary(runner, time.perf_counter() - started)
     return 0
