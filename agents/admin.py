@@ -14,7 +14,7 @@ from typing import Any
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
-from stream.settings import Settings
+from intentstream.stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ EXISTS = "exists"
 def product_topics(settings: Settings) -> dict[str, int]:
     """Every topic the product reads or writes, with its partition count.
 
-    >>> from stream.settings import load_settings
+    >>> from intentstream.stream.settings import load_settings
     >>> sorted(product_topics(load_settings(env={})))[:4]
     ['actions.audit', 'actions.coupon', 'actions.email', 'actions.in_app']
     """

@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from stream.settings import KafkaSettings, Settings
+from intentstream.stream.settings import KafkaSettings, Settings
 
 #: Channels that get an outbound topic ``<actions_prefix><channel>``.
 ACTION_CHANNELS = ("push", "sms", "email", "in_app", "coupon")
@@ -111,7 +111,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
             key_serializer="raw",
             value_serializer="raw",
             partitions=t.partitions,
-            internal=False,  # created by agents.admin.ensure_topics, never auto-created
+            internal=False,  # created by intentstream.agents.admin.ensure_topics, never auto-created
         )
 
     topics = Topics(

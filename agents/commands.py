@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stream.settings import load_settings
+from intentstream.stream.settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_topics(args: argparse.Namespace) -> int:
-    from agents.admin import ensure_topics
+    from intentstream.agents.admin import ensure_topics
 
     settings = load_settings(args.config)
     for name, outcome in sorted(ensure_topics(settings).items()):
@@ -25,6 +25,6 @@ def run_topics(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from agents.worker import run
+    from intentstream.agents.worker import run
 
     return run(load_settings(args.config), loglevel=args.loglevel)

@@ -1,11 +1,11 @@
-"""Ops monitoring of a worker through topics and HTTP: the network side of :mod:`stream.ops`.
+"""Ops monitoring of a worker through topics and HTTP: the network side of :mod:`intentstream.stream.ops.metrics`.
 
 * :class:`OpsReporter` — every ``[ops] metrics_interval_s`` takes a snapshot of the
   worker, builds the ``ops.metrics`` record (cumulative counters, per-interval deltas and
   rates, decisions by trigger x channel x status, per-partition watermark / applied offset
   / lag / pending timers, the persona writer's role) and evaluates the alert rules; it
   publishes the record and any alert records as JSON keyed by the worker id to
-  ``[topics] metrics`` and ``[topics] alerts``. Record formats: :mod:`stream.ops`.
+  ``[topics] metrics`` and ``[topics] alerts``. Record formats: :mod:`intentstream.stream.ops.metrics`.
 * :class:`WorkerProbe` — the snapshot of a running worker: the pipeline's counters and
   engines, the consumer's assignment and high watermarks, one Redis round trip for the
   partition meta it does not hold and the pending timers (bounded by ``[ops]
@@ -31,8 +31,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from stream import codec, keys
-from stream.ops import (
+from intentstream.stream import codec
+from intentstream.stream.state.redis import keys
+from intentstream.stream.ops.metrics import (
     PROMETHEUS_CONTENT_TYPE,
     AlertRules,
     MetricsBuilder,
@@ -43,8 +44,8 @@ from stream.ops import (
     readiness,
     render_prometheus,
 )
-from stream.settings import Settings
-from stream.state import PartitionMeta
+from intentstream.stream.settings import Settings
+from intentstream.stream.state import PartitionMeta
 
 log = logging.getLogger("intentstream.ops")
 
@@ -85,7 +86,7 @@ class WorkerProbe:
     """Snapshots of a running worker (see the module docstring).
 
     ``pipeline_getter``: sync or async callable returning the worker's
-    :class:`agents.worker.Pipeline` or None (not created yet). ``assignment`` (the
+    :class:`intentstream.agents.worker.Pipeline` or None (not created yet). ``assignment`` (the
     assigned input partitions, None before the consumer runs) and ``highwater`` (a
     partition's log end offset or None) default to the Faust consumer of ``app``."""
 
@@ -201,7 +202,7 @@ class WorkerProbe:
 class OpsReporter:
     """Builds and publishes the metrics record and alerts (see the module docstring).
 
-    ``snapshot``: sync or async callable returning a :class:`~stream.ops.WorkerSnapshot`.
+    ``snapshot``: sync or async callable returning a :class:`~intentstream.stream.ops.metrics.WorkerSnapshot`.
     ``producer``: an ``AIOKafkaProducer``-like object (``await producer.send(topic,
     value=, key=)`` returns an awaitable delivery). A send that fails or is not acknowledged
     within 80 % of the interval is counted (``counters["send_failures"]``) and logged, never raised: the
@@ -278,7 +279,7 @@ class _LazyProducer:
         if self.producer is None:
             from aiokafka import AIOKafkaProducer
 
-            from agents.app import aiokafka_options
+            from intentstream.agents.app import aiokafka_options
 
             opts = aiokafka_options(self.settings, "ops")
             # a batch that cannot be delivered (broker or topic gone) expires after 10 s
@@ -333,7 +334,7 @@ def register(
     """Add ``/health``, ``/metrics`` and the ops reporter timer to the Faust ``app``.
 
     ``pipeline_getter`` returns the worker's Pipeline or None and must not create it
-    (``lambda: state.get("p")`` in :func:`agents.worker.build`); ``persona_writer`` is
+    (``lambda: state.get("p")`` in :func:`intentstream.agents.worker.build`); ``persona_writer`` is
     what ``start_in_worker`` returned. Without ``producer`` the reporter starts its own
     aiokafka producer at the first report and a service of the app stops it on shutdown.
     ``assignment`` / ``highwater`` replace the Faust consumer (tests)."""

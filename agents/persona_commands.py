@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 
-from stream.settings import Settings, load_settings
+from intentstream.stream.settings import Settings, load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings, owner: str | None = None) -> int:
-    from agents.personas import PersonaWriter
-    from stream.personas import CheckpointError
+    from intentstream.agents.personas import PersonaWriter
+    from intentstream.stream.personas.model import CheckpointError
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""The personas single writer: the ``segments`` topic -> :class:`~stream.personas.PersonaService`
+"""The personas single writer: the ``segments`` topic -> :class:`~intentstream.stream.personas.model.PersonaService`
 -> Redis, learned by exactly one process at a time.
 
 River models cannot be merged, so one process learns (``docs/personas.md``). Any number
@@ -70,12 +70,12 @@ from typing import Any, NamedTuple, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from stream import codec
-from stream.persona_keys import writer_lease_key
-from stream.personas import CheckpointError, PersonaService
-from stream.segments import IntentSegment
-from stream.settings import PersonaWriterSettings, Settings
-from stream.state.persona_redis import RedisPersonaStore
+from intentstream.stream import codec
+from intentstream.stream.state.redis.keys import writer_lease_key
+from intentstream.stream.personas.model import CheckpointError, PersonaService
+from intentstream.stream.sessions.segments import IntentSegment
+from intentstream.stream.settings import PersonaWriterSettings, Settings
+from intentstream.stream.state.redis.personas import RedisPersonaStore
 
 log = logging.getLogger("intentstream.personas")
 T = TypeVar("T")
@@ -135,7 +135,7 @@ _SEGMENT_FIELDS: tuple[tuple[str, bool, Callable[[Any], bool]], ...] = tuple(
 
 def parse_segment(value: bytes | None) -> dict[str, Any]:
     """A ``segments`` record value (``IntentSegment.to_dict()`` JSON) as a dict the model can
-    learn, or :class:`MalformedSegment`. Every field :class:`~stream.segments.IntentSegment`
+    learn, or :class:`MalformedSegment`. Every field :class:`~intentstream.stream.sessions.segments.IntentSegment`
     declares is type-checked (required ones must be present; ``user_id`` non-empty).
 
     >>> seg = parse_segment(b'{"user_id":"u1","session_id":"s","segment_id":"s:0","seq":0,'
@@ -359,7 +359,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 
 def consumer_options(settings: Settings) -> dict[str, Any]:
     """aiokafka connection options (SASL/TLS as the worker's) for the writer's consumer."""
-    from agents.app import aiokafka_options
+    from intentstream.agents.app import aiokafka_options
 
     return aiokafka_options(settings, "personas")
 
@@ -381,7 +381,7 @@ class PersonaWriter:
     ``malformed.<reason>``, ``records`` (fetched), ``checkpoints``, ``terms`` (leases
     gained), ``lease_lost``, ``store_retries`` (Redis outages), ``kafka_errors`` (the
     consumer is rebuilt from the learned offsets; model and lease are kept). ``service``
-    is the current holder's :class:`~stream.personas.PersonaService` (None while standby).
+    is the current holder's :class:`~intentstream.stream.personas.model.PersonaService` (None while standby).
     """
 
     def __init__(self, settings: Settings, *, owner: str | None = None, redis_client: Any = None) -> None:

@@ -4,11 +4,11 @@
     Streams a JSONL clickstream of any size into Kafka, line by line: key = the event's
     ``user_id``, record timestamp = the event time, value = the original line bytes
     (never re-serialized). Malformed lines go to the dead-letter topic as
-    :func:`stream.validate.dead_letter_record` JSON (or are only counted with
+    :func:`intentstream.stream.contract.dead_letter.dead_letter_record` JSON (or are only counted with
     ``--no-dead-letter``). Idempotent producer with ``acks=all``; a bounded number of
     unacknowledged records (back-pressure); ``--speed X`` keeps X times the event-time
     pace, ``--rate N`` caps lines/s. ``replay FILE --offline ...`` is the offline engine
-    run, dispatched to ``stream.offline_replay.run(args)``.
+    run, dispatched to ``intentstream.stream.cli.replay.run(args)``.
 ``intentstream tail TOPIC [-n N] [--follow] [--from-beginning] [--partition P] [--max N] [--raw] [--key USER]``
     Pretty-prints a topic (short names such as ``clickstream``, ``dlq``, ``audit`` or
     ``push`` map to the configured names), without a consumer group.
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, BinaryIO, TextIO
 
-from stream import codec
-from stream.cli import non_negative_int, positive_int
-from stream.events import Event, format_ts, parse_event
-from stream.settings import Settings, load_settings
-from stream.validate import dead_letter_record, iter_lines
+from intentstream.stream import codec
+from intentstream.stream.cli import non_negative_int, positive_int
+from intentstream.stream.contract.events import Event, format_ts, parse_event
+from intentstream.stream.settings import Settings, load_settings
+from intentstream.stream.contract.dead_letter import dead_letter_record, iter_lines
 
 # --------------------------------------------------------------------------- topic names
 
@@ -49,7 +49,7 @@ SHORT_NAMES: tuple[str, ...] = (
 def resolve_topic(name: str, settings: Settings) -> str:
     """The configured topic a short name stands for; any other name is used literally.
 
-    >>> from stream.settings import load_settings
+    >>> from intentstream.stream.settings import load_settings
     >>> s = load_settings(env={"INTENTSTREAM_TOPICS__ACTIONS_PREFIX": "act."})
     >>> [resolve_topic(n, s) for n in ("dlq", "push", "metrics", "my.topic")]
     ['clickstream.dlq', 'act.push', 'ops.metrics', 'my.topic']
@@ -369,7 +369,7 @@ class ReplayStats:
         if self.dlq_unsendable:
             lines.append(f"  dlq        {self.dlq_unsendable:,} rejected lines too large even for the dead-letter topic")
         if self.misplaced is not None:
-            lines.append(f"  partition check: {self.misplaced:,} records off the partition stream.partitioning assigns")
+            lines.append(f"  partition check: {self.misplaced:,} records off the partition intentstream.stream.engine.partitioning assigns")
         if self.failures:
             lines.append(f"  FAILED     {self.failures:,} records not delivered; first error: {self.first_error}")
         return "\n".join(lines)
@@ -433,7 +433,7 @@ def open_input(path: str) -> BinaryIO:
 
 def _prepare_topics(settings: Settings, topic: str, dead_letter: str | None) -> None:
     """Create the target (and dead-letter) topic if missing: never rely on auto-creation."""
-    from agents.admin import ensure_topics
+    from intentstream.agents.admin import ensure_topics
 
     wanted = {topic: settings.topics.partitions}
     if dead_letter:
@@ -457,7 +457,7 @@ def topic_retention_ms(settings: Settings, topic: str) -> int | None:
     """The topic's effective ``retention.ms`` (None if unknown, -1 for unlimited)."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    from agents.admin import admin_client
+    from intentstream.agents.admin import admin_client
 
     admin = admin_client(settings)
     try:
@@ -496,11 +496,11 @@ def retention_warning(stats: ReplayStats, retention_ms: int | None, now_ms: int)
 
 
 def offline_partitioner() -> Callable[[bytes, int], int]:
-    """``stream.partitioning.partition_for``: where the offline replay puts a key."""
+    """``intentstream.stream.engine.partitioning.partition_for``: where the offline replay puts a key."""
     try:
-        from stream.partitioning import partition_for
+        from intentstream.stream.engine.partitioning import partition_for
     except ImportError as exc:
-        raise ReplayError(f"--partitions-check needs stream.partitioning ({exc})") from exc
+        raise ReplayError(f"--partitions-check needs intentstream.stream.engine.partitioning ({exc})") from exc
     return partition_for
 
 
@@ -631,7 +631,7 @@ def replay_to_kafka(
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    """``replay``: dispatch ``--offline`` to ``stream.offline_replay``; run ``--to-kafka``."""
+    """``replay``: dispatch ``--offline`` to ``intentstream.stream.cli.replay``; run ``--to-kafka``."""
     check_replay_args(args.replay_parser, args)
     if args.offline:
         return _run_offline(args)
@@ -662,11 +662,11 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def _run_offline(args: argparse.Namespace) -> int:
     try:
-        from stream.offline_replay import run
+        from intentstream.stream.cli.replay import run
     except ImportError as exc:
         print(
             f"replay --offline: the offline engine run is not available in this build ({exc}); "
-            f"expected stream.offline_replay.run(args)",
+            f"expected intentstream.stream.cli.replay.run(args)",
             file=sys.stderr,
         )
         return 2
@@ -1183,7 +1183,7 @@ def _register_replay(sub: argparse._SubParsersAction) -> None:
     pace.add_argument("--rate", type=_positive_float, metavar="N", help="at most N lines per second")
     k.add_argument("--partitions-check", action="store_true",
                    help="refuse a topic whose partition count differs from [topics] partitions, and verify every "
-                        "record lands on the partition stream.partitioning (the offline replay) assigns")  # fmt: skip
+                        "record lands on the partition intentstream.stream.engine.partitioning (the offline replay) assigns")  # fmt: skip
     k.add_argument("--no-dead-letter", action="store_true", help="only count malformed lines (default: send them to [topics] dead_letter)")
     k.add_argument("--max-in-flight", type=positive_int, default=MAX_IN_FLIGHT_RECORDS, metavar="N",
                    help="records sent but not yet acknowledged before reading pauses (default %(default)s)")  # fmt: skip

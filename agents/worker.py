@@ -3,7 +3,7 @@ in ``stream`` and Redis. No business logic lives here.
 
 Per batch of one partition: run the partition's engine in a thread (it commits state and
 outbox atomically to Redis), then publish the outbox with an idempotent producer, wait
-for every ack, and ack the outbox (see :mod:`agents.outbox` for the exactly-once
+for every ack, and ack the outbox (see :mod:`intentstream.agents.outbox` for the exactly-once
 argument). Redis outages pause the partition and retry the same batch with backoff; no
 event is skipped. A partition that received nothing for ``[triggers] idle_partition_s``
 adopts the highest watermark of the other partitions (read from Redis, so it works
@@ -23,12 +23,12 @@ from aiokafka import AIOKafkaProducer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agents.admin import ensure_topics
-from agents.app import Topics, aiokafka_options, create_app
-from agents.outbox import ID_HEADER, already_published
-from stream.partitioning import partition_for
-from stream.settings import Settings
-from stream.state import StoreUnavailable
+from intentstream.agents.admin import ensure_topics
+from intentstream.agents.app import Topics, aiokafka_options, create_app
+from intentstream.agents.outbox import ID_HEADER, already_published
+from intentstream.stream.engine.partitioning import partition_for
+from intentstream.stream.settings import Settings
+from intentstream.stream.state import StoreUnavailable
 
 log = logging.getLogger("intentstream.worker")
 T = TypeVar("T")
@@ -166,10 +166,10 @@ class Pipeline:
 
 def build(settings: Settings) -> tuple[faust.App, Topics]:
     """The Faust app with its agents and timers wired to a :class:`Pipeline`."""
-    from stream.engine import SessionEngine
-    from stream.state.redis import RedisSessionStore
+    from intentstream.stream.engine.partition import SessionEngine
+    from intentstream.stream.state.redis.sessions import RedisSessionStore
 
-    from agents.personas import start_in_worker
+    from intentstream.agents.personas import start_in_worker
 
     app, topics = create_app(settings)
     # the personas single writer: every worker runs one; only the Redis lease holder learns
@@ -189,7 +189,7 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
                 state["p"] = pipe
         return state["p"]
 
-    from agents.ops import register as register_ops
+    from intentstream.agents.ops import register as register_ops
 
     # ops.metrics / ops.alerts every [ops] metrics_interval_s, /health and /metrics
     register_ops(app, lambda: state.get("p"), persona_writer, settings)

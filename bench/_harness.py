@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stream.settings import Settings, load_settings
+from intentstream.stream.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Topics replay historical event times into: never delete records by age.
@@ -143,7 +143,7 @@ class Deployment:
 
     def create_topics(self) -> None:
         """Every product topic of this deployment (the input too, unless shared), retention.ms=-1."""
-        from agents.admin import ensure_topics, product_topics
+        from intentstream.agents.admin import ensure_topics, product_topics
 
         wanted = product_topics(self.settings)
         if not self.owns_clickstream:
@@ -159,7 +159,7 @@ class Deployment:
         env = {**self.env, "INTENTSTREAM_WORKER__WEB_PORT": str(free_port()), **(extra_env or {})}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
         if kind == "full":
-            cmd = [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"]
+            cmd = [sys.executable, "-m", "intentstream.stream.cli", "worker", "--loglevel", "warning"]
         elif kind == "bare":
             cmd = [sys.executable, "-m", "bench.bare_app"]
         elif kind == "timed":  # the full worker with wall-clock accounting (bench/_timed_worker.py)
@@ -192,7 +192,7 @@ class Deployment:
         """Stop workers; delete created topics, the consumer group and the Redis keys."""
         self.stop()
         try:
-            from agents.admin import admin_client
+            from intentstream.agents.admin import admin_client
 
             admin = admin_client(self.settings)
             try:
@@ -245,13 +245,13 @@ def stop_process(proc: subprocess.Popen, grace_s: float = 0.0) -> None:
 
 
 def create_topic(settings: Settings, topic: str, partitions: int) -> None:
-    from agents.admin import ensure_topics
+    from intentstream.agents.admin import ensure_topics
 
     ensure_topics(settings, {topic: partitions}, configs=TOPIC_CONFIGS)
 
 
 def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
-    from agents.admin import admin_client
+    from intentstream.agents.admin import admin_client
 
     if not topics:
         return
@@ -264,7 +264,7 @@ def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
 
 def produce(settings: Settings, topic: str, records: Iterable[tuple[bytes, bytes, int | None]], **overrides: Any) -> int:
     """Send (key, value, timestamp ms) records as fast as the producer takes them; flush."""
-    from agents.tools import make_producer
+    from intentstream.agents.tools import make_producer
 
     producer = make_producer(settings, **overrides)
     n = 0
@@ -359,7 +359,7 @@ def wait_caught_up(d: Deployment, ends: dict[int, int], members: int = 1, timeou
     False; t0 unset yet also raises). ``on_poll(now, committed)`` is called each poll."""
     from kafka import TopicPartition
 
-    from agents.admin import admin_client
+    from intentstream.agents.admin import admin_client
 
     topic = d.settings.topics.clickstream
     total = sum(ends.values())

@@ -1,6 +1,6 @@
 """``intentstream worker`` with wall-clock accounting, for ``python -m bench worker --profile``.
 
-The real worker (:func:`agents.worker.run`), unchanged, with thin timers around the
+The real worker (:func:`intentstream.agents.worker.run`), unchanged, with thin timers around the
 methods the time goes through: the Faust agent's per-partition step
 (``Pipeline.handle``), the engine step in its thread (``SessionEngine.process``), the
 engine's Redis calls (session store and fatigue ledger), the outbox publish
@@ -67,10 +67,10 @@ def _wrap(cls: type, name: str, key: str, count_items: bool = False) -> None:
 
 
 def install() -> None:
-    from agents import worker
-    from stream.engine import SessionEngine
-    from stream.state.fatigue_redis import RedisLedgerStore
-    from stream.state.redis import RedisSessionStore
+    from intentstream.agents import worker
+    from intentstream.stream.engine.partition import SessionEngine
+    from intentstream.stream.state.redis.fatigue import RedisLedgerStore
+    from intentstream.stream.state.redis.sessions import RedisSessionStore
 
     _wrap(worker.Pipeline, "handle", "agent: Pipeline.handle (lock, engine step, publish)")
     _wrap(worker.Pipeline, "publish", "publish: outbox read + Kafka send/acks + outbox ack")
@@ -97,8 +97,8 @@ def _dump_forever(path: str) -> None:
 
 
 def main() -> int:
-    from agents.worker import run
-    from stream.settings import load_settings
+    from intentstream.agents.worker import run
+    from intentstream.stream.settings import load_settings
 
     install()
     path = os.environ.get("BENCH_TIMING_FILE")

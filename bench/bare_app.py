@@ -1,9 +1,9 @@
 """The baseline of the worker benchmark: a bare Faust agent that only consumes and parses.
 
-Same Faust app as ``intentstream worker`` (:func:`agents.app.create_app`: broker, topic
+Same Faust app as ``intentstream worker`` (:func:`intentstream.agents.app.create_app`: broker, topic
 declarations, partitions, offset reset, commit interval, web server), same batching
 (``take_events([worker] batch_size, within=[worker] batch_within_s)``), and each message
-goes through :func:`stream.events.parse_event` — but no engine, no Redis, no outbox, no
+goes through :func:`intentstream.stream.contract.events.parse_event` — but no engine, no Redis, no outbox, no
 personas writer. Configured by the same settings and environment overrides.
 
     INTENTSTREAM_TOPICS__CLICKSTREAM=... INTENTSTREAM_WORKER__APP_ID=... python -m bench.bare_app
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import faust
 
-from agents.app import create_app
-from stream.events import Event, parse_event
-from stream.settings import load_settings
+from intentstream.agents.app import create_app
+from intentstream.stream.contract.events import Event, parse_event
+from intentstream.stream.settings import load_settings
 
 
 def build() -> faust.App:

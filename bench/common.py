@@ -55,7 +55,7 @@ def redis_client(url: str | None = None):
     when it does not answer (the Redis cases are then skipped)."""
     import redis
 
-    from stream.settings import load_settings
+    from intentstream.stream.settings import load_settings
 
     rs = load_settings().redis
     client = redis.Redis.from_url(url or rs.url, password=rs.password or None, socket_timeout=rs.socket_timeout_s)

@@ -15,9 +15,9 @@ import random
 import uuid
 
 from bench.common import Result, measure_rate, print_table, redis_client
-from stream.decide import Decider, TriggerHit
-from stream.fatigue import HOUR_MS, Candidate, FatigueLedger, MemoryLedgerStore
-from stream.strategies import load_catalogue
+from intentstream.stream.decisions.decider import Decider, TriggerHit
+from intentstream.stream.decisions.fatigue import HOUR_MS, Candidate, FatigueLedger, MemoryLedgerStore
+from intentstream.stream.decisions.strategies import load_catalogue
 
 T0 = 1767607200000  # 2026-01-05T10:00Z
 TRIGGERS = ("cart_abandoned", "payment_stalled", "kyc_stalled", "kyc_rejected", "churn_risk",
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
         print_table(f"Fatigue ledger, {args.n:,} decisions, {args.users:,} users (Redis not reachable)", results)
         return results
 
-    from stream.state.fatigue_redis import RedisLedgerStore
+    from intentstream.stream.state.redis.fatigue import RedisLedgerStore
 
     trivial = client.script_load("return 1")
 

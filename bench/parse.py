@@ -1,4 +1,4 @@
-"""Event contract parse rate: ``stream.events.parse_event`` against bare ``orjson.loads``
+"""Event contract parse rate: ``intentstream.stream.contract.events.parse_event`` against bare ``orjson.loads``
 on the same generated lines, measured in the same run.
 
     python -m bench.parse [--users 2000]
@@ -11,9 +11,9 @@ import argparse
 import orjson
 
 from bench.common import Result, measure_rate, print_table
-from stream import codec
-from stream.events import parse_event
-from stream.generate import GeneratorConfig, generate_events
+from intentstream.stream import codec
+from intentstream.stream.contract.events import parse_event
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_events
 
 
 def main(argv: list[str] | None = None) -> list[Result]:

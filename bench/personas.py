@@ -1,7 +1,7 @@
 """Persona clustering: which River estimator recovers the generator's planted personas?
 
-For each seed: generate a clickstream (``stream.generate``) with its ground truth, cut it
-into closed intent segments with the offline sessionizer (``stream.offline``, the live
+For each seed: generate a clickstream (``intentstream.stream.synth.clickstream``) with its ground truth, cut it
+into closed intent segments with the offline sessionizer (``intentstream.stream.engine.offline``, the live
 engine on a file), then let each estimator learn the segments in the order they close. Scores, median over the seeds:
 
 * **ARI majority**: adjusted Rand index of each user's cluster, the majority of the
@@ -19,7 +19,7 @@ engine on a file), then let each estimator learn the segments in the order they 
         [--estimators kmeans,dbstream,clustream,streamkmeans] [--scale-users 100000]
 
 ``--scale-users N`` also measures a model that has seen N users (synthetic segments,
-``stream.segment_synth``): learning rate, checkpoint size and time, and the report build
+``intentstream.stream.synth.segments``): learning rate, checkpoint size and time, and the report build
 time (markdown and HTML).
 """
 
@@ -34,8 +34,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from bench.common import machine
-from stream.personas import PersonaModel, adjusted_rand_index
-from stream.settings import PersonaSettings, Settings
+from intentstream.stream.personas.model import PersonaModel, adjusted_rand_index
+from intentstream.stream.settings import PersonaSettings, Settings
 
 #: Estimator variants compared: name -> [personas] overrides ("river" swaps in River's own
 #: KMeans, randomly initialised, for reference).
@@ -53,7 +53,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def trace_segments(users: int, days: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Segments (dicts, in close order) and user -> planted persona of a generated trace."""
-    from stream.generate import GeneratorConfig, generate_events, generate_truth
+    from intentstream.stream.synth.clickstream import GeneratorConfig, generate_events, generate_truth
 
     cfg = GeneratorConfig(users=users, days=days, seed=seed)
     truth = {t["user_id"]: t["persona"] for t in generate_truth(cfg)}
@@ -61,15 +61,15 @@ def trace_segments(users: int, days: int, seed: int) -> tuple[list[dict[str, Any
 
 
 def _sessionize(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    from stream import codec
-    from stream.report import segments_from_clickstream
+    from intentstream.stream import codec
+    from intentstream.stream.report.report import segments_from_clickstream
 
     lines = ((i, codec.dumps(e)) for i, e in enumerate(events, 1))
     return list(segments_from_clickstream(lines, Settings()))
 
 
 def synthetic(users: int, days: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    from stream.segment_synth import synthetic_segments, synthetic_truth
+    from intentstream.stream.synth.segments import synthetic_segments, synthetic_truth
 
     return list(synthetic_segments(users, seed=seed, days=days)), synthetic_truth(users, seed)
 
@@ -132,8 +132,8 @@ def compare(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
 
 
 def scale(users: int, days: int) -> None:
-    from stream.report import build_report, render_html, render_markdown
-    from stream.segment_synth import synthetic_segments
+    from intentstream.stream.report.report import build_report, render_html, render_markdown
+    from intentstream.stream.synth.segments import synthetic_segments
 
     model = PersonaModel(PersonaSettings())
     learn_s = 0.0

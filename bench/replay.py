@@ -22,9 +22,9 @@ import uuid
 from pathlib import Path
 
 from bench.common import Result, print_table
-from stream.events import Event, parse_event
-from stream.generate import GeneratorConfig, generate_lines
-from stream.settings import Settings, load_settings
+from intentstream.stream.contract.events import Event, parse_event
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 6
@@ -68,7 +68,7 @@ def preload(path: Path) -> list[tuple[bytes, bytes, int]]:
 
 def bare_producer(settings: Settings, topic: str, records: list[tuple[bytes, bytes, int]]) -> int:
     """The baseline: send everything, flush, close; records sent."""
-    from agents.tools import make_producer
+    from intentstream.agents.tools import make_producer
 
     producer = make_producer(settings)
     for key, value, ts in records:
@@ -80,7 +80,7 @@ def bare_producer(settings: Settings, topic: str, records: list[tuple[bytes, byt
 
 def replay(settings: Settings, topic: str, path: Path) -> int:
     """The tool: lines replayed (valid and dead-lettered)."""
-    from agents.tools import ReplayOptions, replay_to_kafka
+    from intentstream.agents.tools import ReplayOptions, replay_to_kafka
 
     stats = replay_to_kafka(settings, str(path), ReplayOptions(topic=topic), progress=False)
     if not stats.ok:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
-    from agents.admin import admin_client, ensure_topics
+    from intentstream.agents.admin import admin_client, ensure_topics
 
     settings = load_settings()
     started_stack = not answering(settings.kafka.bootstrap_servers)

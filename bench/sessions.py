@@ -31,12 +31,12 @@ import uuid
 from collections.abc import Callable
 
 from bench.common import Result, measure_rate, print_table, redis_client
-from stream.engine import SessionEngine
-from stream.events import parse_event
-from stream.generate import GeneratorConfig, generate_lines
-from stream.partitioning import partition_for
-from stream.settings import load_settings
-from stream.state.memory import MemorySessionStore
+from intentstream.stream.engine.partition import SessionEngine
+from intentstream.stream.contract.events import parse_event
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.engine.partitioning import partition_for
+from intentstream.stream.settings import load_settings
+from intentstream.stream.state.memory import MemorySessionStore
 
 
 def split(lines: list[bytes], partitions: int) -> list[list[bytes]]:
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     if client is None:
         notes.append("redis: not reachable, Redis cases skipped (python -m bench starts the local stack)")
     else:
-        from stream.state.redis import RedisSessionStore
+        from intentstream.stream.state.redis.sessions import RedisSessionStore
 
         prefixes: list[str] = []
 

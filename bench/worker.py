@@ -9,7 +9,7 @@ Cases (see bench/README.md for the method and the targets):
    consuming the same pre-loaded topic under a fresh consumer group. events/s =
    events committed between the first and the last observation of the group's committed
    offsets / the time between (start-up and group join are not counted).
-2. ``offline`` — :class:`stream.offline.OfflineRunner` (sessions, segments, triggers and
+2. ``offline`` — :class:`intentstream.stream.engine.offline.OfflineRunner` (sessions, segments, triggers and
    decisions, in-memory state, one thread) on a generated trace of >= 1M events against
    ``parse_event`` alone on the same lines.
 3. ``latency`` — event -> decision at a fixed input rate of half the measured maximum:
@@ -49,8 +49,8 @@ import orjson
 
 from bench import _harness as h
 from bench.common import Result, measure_rate, print_table
-from stream.events import Event, parse_event
-from stream.generate import GeneratorConfig, generate_lines
+from intentstream.stream.contract.events import Event, parse_event
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
 
 PARTITIONS = 6
 #: Both the bare app and the worker commit consumed offsets every 0.2 s instead of 1 s,
@@ -353,8 +353,8 @@ def _package(frame: str) -> str:
 
 
 def offline(args: argparse.Namespace) -> list[Result]:
-    from stream.offline import OfflineRunner
-    from stream.settings import load_settings
+    from intentstream.stream.engine.offline import OfflineRunner
+    from intentstream.stream.settings import load_settings
 
     cfg = GeneratorConfig(users=args.offline_users, days=args.offline_days, seed=1)
     lines = [line.rstrip(b"\n") for line in generate_lines(cfg)]
@@ -437,7 +437,7 @@ class Collector(threading.Thread):
 
 
 def latency(args: argparse.Namespace, max_rate: float | None) -> list[Result]:
-    from agents.tools import make_producer
+    from intentstream.agents.tools import make_producer
 
     rate = args.latency_rate or (max_rate / 2 if max_rate else 1500.0)
     seconds = args.latency_seconds
@@ -563,7 +563,7 @@ def memory_trace(users: int, per_user: int) -> tuple[list[tuple[bytes, bytes, in
 
 
 def memory(args: argparse.Namespace, pids: dict[str, int]) -> list[Result]:
-    from stream import keys
+    from intentstream.stream.state.redis import keys
 
     started = time.perf_counter()
     records, users = memory_trace(args.memory_users, args.memory_events)

@@ -4,7 +4,7 @@ implementation of a rule or a store.
 A *policy* here is anything built fresh by a factory and fed inputs one at a time
 (``policy(item) -> output``): a fatigue ledger over a new store, a decider, a trigger rule.
 
->>> from stream.fatigue import Candidate, FatigueLedger, MemoryLedgerStore
+>>> from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, MemoryLedgerStore
 >>> def fresh():
 ...     return FatigueLedger(MemoryLedgerStore()).check
 >>> cands = [Candidate(f"a{i}", f"u{i % 3}", "churn_risk", 1767607200000 + i * 3_600_000, ("push", "email"))
@@ -21,14 +21,14 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from stream import codec
+from intentstream.stream import codec
 
 Policy = Callable[[Any], Any]
 
 
 def _canonical(value: Any) -> bytes:
     """A byte form for comparing outputs (dataclasses, decisions and plain JSON values)."""
-    if hasattr(value, "decision") and hasattr(value, "duplicate"):  # stream.decide.Outcome
+    if hasattr(value, "decision") and hasattr(value, "duplicate"):  # intentstream.stream.decisions.decider.Outcome
         return codec.dumps([value.decision.to_dict(), value.duplicate])
     if hasattr(value, "to_dict"):
         return codec.dumps(value.to_dict())

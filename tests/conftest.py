@@ -157,7 +157,7 @@ class Stack:
 
     def settings(self, **env: str):
         """``load_settings`` with the stack's addresses; ``env`` adds INTENTSTREAM_* overrides."""
-        from stream.settings import load_settings
+        from intentstream.stream.settings import load_settings
 
         merged = {k: v for k, v in os.environ.items() if k.startswith("INTENTSTREAM_")}
         merged["INTENTSTREAM_KAFKA__BOOTSTRAP_SERVERS"] = self.kafka_bootstrap
@@ -248,7 +248,7 @@ def redis_url(stack: Stack) -> str:
 
 @pytest.fixture(scope="session")
 def kafka_admin(stack: Stack):
-    from agents.admin import admin_client
+    from intentstream.agents.admin import admin_client
 
     admin = admin_client(stack.settings(), client_id="intentstream-tests")
     try:
@@ -279,7 +279,7 @@ def unique_topic():
 @pytest.fixture
 def make_topics(stack: Stack, kafka_admin):
     """Factory: create uniquely named topics for this test, deleted afterwards."""
-    from agents.admin import ensure_topics
+    from intentstream.agents.admin import ensure_topics
 
     created: list[str] = []
     settings = stack.settings()

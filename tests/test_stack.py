@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agents.admin import CREATED, EXISTS, ensure_topics, product_topics
+from intentstream.agents.admin import CREATED, EXISTS, ensure_topics, product_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -2,12 +2,12 @@
 one contract test suite run against both (``tests/stream/state/``).
 
 :class:`SessionStore` keeps the sessionizer's state of one Kafka partition of the
-clickstream: per-user states (opaque bytes, see :class:`stream.sessions.UserState`),
+clickstream: per-user states (opaque bytes, see :class:`intentstream.stream.sessions.sessionizer.UserState`),
 the partition's :class:`PartitionMeta`, its due index (user -> next due event time) and
 its outbox. :meth:`SessionStore.commit` writes one :class:`CommitBatch` atomically —
 state, due index, outbox entries and meta together, or nothing.
 
->>> from stream.state.memory import MemorySessionStore
+>>> from intentstream.stream.state.memory import MemorySessionStore
 >>> store = MemorySessionStore()
 >>> entry = OutboxEntry(seq=0, id="s1:0", topic="segments", key=b"u1", value=b"{}")
 >>> store.commit(0, CommitBatch(PartitionMeta(hi=9, wm=5, ob=1), {"u1": b"state"}, {"u1": 42}, [entry]))
@@ -23,10 +23,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from stream import codec
+from intentstream.stream import codec
 
 if TYPE_CHECKING:
-    from stream.fatigue import LedgerStore
+    from intentstream.stream.decisions.fatigue import LedgerStore
 
 
 class StoreUnavailable(ConnectionError):

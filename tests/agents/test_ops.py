@@ -1,4 +1,4 @@
-"""agents.ops on the real stack: the reporter publishes ``ops.metrics`` / ``ops.alerts``
+"""intentstream.agents.ops on the real stack: the reporter publishes ``ops.metrics`` / ``ops.alerts``
 through a real aiokafka producer (read back with kafka-python), the probe reads a real
 engine's Redis state (and does without Redis during an outage), and the Faust web server
 serves ``/health`` and ``/metrics`` over HTTP. Nothing here stops the shared Redis or
@@ -17,10 +17,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from agents.ops import OpsReporter, WorkerProbe, register
-from agents.tools import MetricsBoard, parse_snapshot
-from stream import codec
-from stream.ops import MetricsBuilder, PartitionState, PersonaState, WorkerSnapshot
+from intentstream.agents.ops import OpsReporter, WorkerProbe, register
+from intentstream.agents.tools import MetricsBoard, parse_snapshot
+from intentstream.stream import codec
+from intentstream.stream.ops.metrics import MetricsBuilder, PartitionState, PersonaState, WorkerSnapshot
 
 T0 = 1_767_607_200_000  # 2026-01-05T10:00:00Z
 
@@ -31,7 +31,7 @@ def line(i: int, user: str, minute: int, typ: str) -> tuple[int, bytes]:
 
 
 def fake_pipeline(engines: dict | None = None, recovered: set | None = None) -> SimpleNamespace:
-    """What the probe reads of agents.worker.Pipeline (counters, engines, recovered)."""
+    """What the probe reads of intentstream.agents.worker.Pipeline (counters, engines, recovered)."""
     return SimpleNamespace(engines=engines or {}, recovered=recovered or set(), counters=defaultdict(int))
 
 
@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 class Writer:
-    """What the probe reads of agents.personas.PersonaWriter."""
+    """What the probe reads of intentstream.agents.personas.PersonaWriter."""
 
     def __init__(self) -> None:
         self.is_leader = False
@@ -73,9 +73,9 @@ def test_reporter_publishes_metrics_and_alerts_and_reads_real_engine_state(stack
     from aiokafka import AIOKafkaProducer
     from kafka import KafkaConsumer
 
-    from agents.app import aiokafka_options
-    from stream.engine import SessionEngine
-    from stream.state.redis import RedisSessionStore
+    from intentstream.agents.app import aiokafka_options
+    from intentstream.stream.engine.partition import SessionEngine
+    from intentstream.stream.state.redis.sessions import RedisSessionStore
 
     metrics_topic, alerts_topic = make_topics("metrics", "alerts")
     settings = stack.settings(
@@ -177,8 +177,8 @@ SAMPLE = re.compile(
 
 
 def test_health_and_metrics_are_served_by_the_faust_web_server():
-    from agents.app import create_app
-    from stream.settings import load_settings
+    from intentstream.agents.app import create_app
+    from intentstream.stream.settings import load_settings
 
     port = free_port()
     settings = load_settings(env={"INTENTSTREAM_WORKER__WEB_PORT": str(port), "INTENTSTREAM_WORKER__WEB_BIND": "127.0.0.1"})
@@ -235,8 +235,8 @@ def test_health_and_metrics_are_served_by_the_faust_web_server():
 
 
 def test_a_broker_that_is_down_costs_a_report_not_the_worker():
-    from agents.ops import _LazyProducer
-    from stream.settings import load_settings
+    from intentstream.agents.ops import _LazyProducer
+    from intentstream.stream.settings import load_settings
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))

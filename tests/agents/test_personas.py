@@ -1,6 +1,6 @@
 """The personas single writer (agents/personas.py) against the real broker and Redis.
 
-Segments: 342 closed segments of 150 synthetic users over 2 days (``stream.segment_synth``),
+Segments: 342 closed segments of 150 synthetic users over 2 days (``intentstream.stream.synth.segments``),
 serialised as the worker publishes them and produced to a 3-partition topic of the test's
 own (key = user_id, Kafka's partitioner), plus a few malformed records. Every test
 uses its own topic, Redis DB and key prefix. Writers run as asyncio tasks in-process, or
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.personas import (
+from intentstream.agents.personas import (
     FencedPersonaStore,
     LeaseLost,
     MalformedSegment,
@@ -36,10 +36,10 @@ from agents.personas import (
     SegmentRecord,
     parse_segment,
 )
-from stream import codec
-from stream.partitioning import partition_for
-from stream.persona_keys import checkpoint_key, labels_key, users_key, writer_lease_key
-from stream.personas import PersonaModel, read_checkpoint_meta
+from intentstream.stream import codec
+from intentstream.stream.engine.partitioning import partition_for
+from intentstream.stream.state.redis.keys import checkpoint_key, labels_key, users_key, writer_lease_key
+from intentstream.stream.personas.model import PersonaModel, read_checkpoint_meta
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
@@ -52,10 +52,10 @@ MALFORMED = [b"not json", b"[1, 2]", b'{"user_id": "u-bad"}', None]
 def segment_payloads() -> tuple[bytes, ...]:
     """Closed segments as the worker publishes them (``codec.dumps(IntentSegment.to_dict())``).
 
-    From ``stream.segment_synth`` (scripted events through the sessionizer's own segment
+    From ``intentstream.stream.synth.segments`` (scripted events through the sessionizer's own segment
     accumulator and labeller) rather than generate + OfflineRunner, so these tests
     exercise the writer and do not depend on the sessionizer's internals."""
-    from stream.segment_synth import synthetic_segments
+    from intentstream.stream.synth.segments import synthetic_segments
 
     return tuple(codec.dumps(s) for s in synthetic_segments(users=150, days=2, seed=5))
 
@@ -233,7 +233,7 @@ def test_malformed_segments_are_classified():
 
 
 def test_lease_timing_knobs_are_checked():
-    from stream.settings import load_settings
+    from intentstream.stream.settings import load_settings
 
     with pytest.raises(ValueError, match="lease_renew_s"):
         PersonaWriter(load_settings(env={"INTENTSTREAM_PERSONA_WRITER__LEASE_RENEW_S": "20"}))
@@ -360,7 +360,7 @@ def test_kill_9_mid_way_then_restart_learns_every_segment_once(stack, make_topic
     def start(name: str, **extra: str) -> subprocess.Popen:
         with open(tmp_path / f"{name}.log", "wb") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "stream.cli", "personas", "--owner", name, "--loglevel", "info"],
+                [sys.executable, "-m", "intentstream.stream.cli", "personas", "--owner", name, "--loglevel", "info"],
                 cwd=ROOT, env={**env, **extra}, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
 
@@ -464,8 +464,8 @@ def test_a_redis_outage_pauses_the_writer_and_skips_nothing(stack, make_topics, 
 def test_the_worker_service_starts_the_writer_and_stops_it_gracefully(stack, make_topics, redis_db):
     """start_in_worker registers a mode.Service on the Faust app; Faust starts it with the app
     and stops it on shutdown (here: started and stopped by hand, without a Faust worker)."""
-    from agents.app import create_app
-    from agents.personas import start_in_worker
+    from intentstream.agents.app import create_app
+    from intentstream.agents.personas import start_in_worker
 
     (topic,) = make_topics({"segments": PARTITIONS})
     payloads = list(segment_payloads())[:60]

@@ -19,17 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from agents import tools
-from stream import codec
-from stream.events import REASONS, Event, parse_event
-from stream.generate import GeneratorConfig, generate_lines
-from stream.settings import load_settings
+from intentstream.agents import tools
+from intentstream.stream import codec
+from intentstream.stream.contract.events import REASONS, Event, parse_event
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.settings import load_settings
 
 # --------------------------------------------------------------------------- helpers
 
 
 def parser() -> argparse.ArgumentParser:
-    """The tools' subcommands alone (as stream.cli builds them, without the other modules)."""
+    """The tools' subcommands alone (as intentstream.stream.cli builds them, without the other modules)."""
     p = argparse.ArgumentParser(prog="intentstream")
     p.add_argument("--config")
     tools.register(p.add_subparsers(dest="command", required=True))
@@ -172,16 +172,16 @@ def test_replay_refuses_options_of_the_other_mode(capsys, argv, complaint):
 
 
 def test_replay_offline_without_the_module_exits_2(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "stream.offline_replay", None)  # import fails
+    monkeypatch.setitem(sys.modules, "intentstream.stream.cli.replay", None)  # import fails
     assert cli("replay", "f.jsonl", "--offline", "--out", "d.jsonl") == 2
-    assert "stream.offline_replay" in capsys.readouterr().err
+    assert "intentstream.stream.cli.replay" in capsys.readouterr().err
 
 
 def test_replay_offline_dispatches_to_stream_offline_replay(monkeypatch):
     seen = []
-    fake = types.ModuleType("stream.offline_replay")
+    fake = types.ModuleType("intentstream.stream.cli.replay")
     fake.run = lambda args: seen.append(args) or 0
-    monkeypatch.setitem(sys.modules, "stream.offline_replay", fake)
+    monkeypatch.setitem(sys.modules, "intentstream.stream.cli.replay", fake)
     assert cli("replay", "in.jsonl", "--offline", "--out", "d.jsonl", "--dead-letter", "x.jsonl", "--partitions", "4") == 0
     (args,) = seen
     assert (args.file, args.out, args.dead_letter, args.partitions) == ("in.jsonl", "d.jsonl", "x.jsonl", 4)
@@ -231,7 +231,7 @@ def test_format_record_pretty_and_non_json():
 
 
 def _read_all(settings, topic: str) -> list:
-    """Every record of a topic, per partition in offset order (independent of agents.tools)."""
+    """Every record of a topic, per partition in offset order (independent of intentstream.agents.tools)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**settings.kafka.kafka_python_options(), group_id=None, enable_auto_commit=False)
@@ -279,7 +279,7 @@ def test_replay_lands_every_line_once_with_key_timestamp_and_order(stack, kafka_
     invalid = [(n, raw, ev) for n, (raw, ev) in enumerate(parsed, 1) if not isinstance(ev, Event)]
     assert invalid, "the generator should have planted invalid lines"
 
-    check = importlib.util.find_spec("stream.partitioning") is not None  # the offline runner's partitioner
+    check = importlib.util.find_spec("intentstream.stream.engine.partitioning") is not None  # the offline runner's partitioner
     stats = tools.replay_to_kafka(settings, str(path), tools.ReplayOptions(partitions_check=check), progress_stream=io.StringIO())
     assert stats.ok, stats.summary()
     assert (stats.lines, stats.sent, stats.acked) == (len(lines), len(valid), len(valid))

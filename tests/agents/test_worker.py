@@ -3,7 +3,7 @@
 A generated trace is replayed into Kafka with ``intentstream replay --to-kafka``; a real
 ``intentstream worker`` process consumes it; its ``segments`` and ``actions.*`` topics
 are read back with kafka-python and compared with the offline run of the same trace
-(``stream.offline.OfflineRunner``): same segment ids, same decisions byte for byte, none
+(``intentstream.stream.engine.offline.OfflineRunner``): same segment ids, same decisions byte for byte, none
 lost, none twice — also across SIGKILL of the worker, a Redis restart and a Kafka
 restart in the middle of the run.
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream import codec
-from stream.generate import GeneratorConfig, generate_lines
-from stream.offline import OfflineRunner
+from intentstream.stream import codec
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.engine.offline import OfflineRunner
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ class Deployment:
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "stream.cli", *args], env=self.env, cwd=ROOT,
+            [sys.executable, "-m", "intentstream.stream.cli", *args], env=self.env, cwd=ROOT,
             capture_output=True, text=True, timeout=timeout, check=True,
         )  # fmt: skip
 
@@ -91,7 +91,7 @@ class Deployment:
         log = open(self.tmp / f"worker{len(self.workers)}.log", "w")
         self.log_files.append(log)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "intentstream.stream.cli", "worker", "--loglevel", "warning"],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self.workers.append(proc)
@@ -216,7 +216,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(deployment
     d = deployment
     first = d.start_worker()
     replay = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "replay", str(path), "--to-kafka", "--rate", "4000"],
+        [sys.executable, "-m", "intentstream.stream.cli", "replay", str(path), "--to-kafka", "--rate", "4000"],
         env=d.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -236,7 +236,7 @@ def test_redis_restart_mid_run_is_waited_out(deployment, trace):
     d = deployment
     d.start_worker()
     replay = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "replay", str(path), "--to-kafka", "--rate", "4000"],
+        [sys.executable, "-m", "intentstream.stream.cli", "replay", str(path), "--to-kafka", "--rate", "4000"],
         env=d.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -265,7 +265,7 @@ def test_a_quiet_partition_still_fires_its_due_timers(deployment):
     event time on. After [triggers] idle_partition_s without input, the quiet partition
     adopts the highest watermark of all partitions (from Redis) and the cart timer fires,
     dated at its deadline."""
-    from stream.partitioning import partition_for
+    from intentstream.stream.engine.partitioning import partition_for
 
     d = deployment
     n = 6

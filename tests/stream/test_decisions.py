@@ -1,5 +1,5 @@
-"""The decision contract (stream/decisions.py) and the decider that produces it
-(stream/decide.py: catalogue + fatigue ledger)."""
+"""The decision contract (stream/decisions/contract.py) and the decider that produces it
+(stream/decisions/decider.py: catalogue + fatigue ledger)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import random
 
 import pytest
 
-from stream import codec
-from stream.checks import check_deterministic, check_idempotent
-from stream.decide import Decider, TriggerHit, build_decision
-from stream.decisions import REASONS, STATUSES, Decision, Persona, action_id
-from stream.events import parse_ts
-from stream.fatigue import DAY_MS, HOUR_MS, FatigueLedger, Limits, MemoryLedgerStore, Verdict, in_holdout
-from stream.strategies import load_catalogue
-from stream.triggers import Fired
+from intentstream.stream import codec
+from intentstream.stream.checks import check_deterministic, check_idempotent
+from intentstream.stream.decisions.decider import Decider, TriggerHit, build_decision
+from intentstream.stream.decisions.contract import REASONS, STATUSES, Decision, Persona, action_id
+from intentstream.stream.contract.events import parse_ts
+from intentstream.stream.decisions.fatigue import DAY_MS, HOUR_MS, FatigueLedger, Limits, MemoryLedgerStore, Verdict, in_holdout
+from intentstream.stream.decisions.strategies import load_catalogue
+from intentstream.stream.triggers.rules import Fired
 
 KEYS = {
     "action_id", "user_id", "trigger", "channel", "status", "reason", "decided_at", "send_at",

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from stream import codec
-from stream.cli import main
+from intentstream.stream import codec
+from intentstream.stream.cli import main
 
 
 def test_demo_runs_the_whole_engine_offline_and_prints_what_happened(tmp_path, capsys):

@@ -6,11 +6,11 @@ import copy
 
 import pytest
 
-from stream import codec
-from stream.engine import SessionEngine
-from stream.generate import GeneratorConfig, generate_lines
-from stream.state import CommitBatch
-from stream.state.memory import MemorySessionStore
+from intentstream.stream import codec
+from intentstream.stream.engine.partition import SessionEngine
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.state import CommitBatch
+from intentstream.stream.state.memory import MemorySessionStore
 
 T0 = 1767607200000
 MIN = 60_000

@@ -6,12 +6,12 @@ from collections import Counter
 
 import pytest
 
-from stream import codec
-from stream.engine import SessionEngine
-from stream.generate import GeneratorConfig, generate_lines, generate_truth
-from stream.offline import OfflineRunner
-from stream.state.memory import MemorySessionStore
-from stream.validate import iter_lines
+from intentstream.stream import codec
+from intentstream.stream.engine.partition import SessionEngine
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines, generate_truth
+from intentstream.stream.engine.offline import OfflineRunner
+from intentstream.stream.state.memory import MemorySessionStore
+from intentstream.stream.cli.validate import iter_lines
 
 CFG = GeneratorConfig(users=300, days=10, seed=21)
 LINES = list(generate_lines(CFG))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from stream import codec
-from stream.events import (
+from intentstream.stream import codec
+from intentstream.stream.contract.events import (
     CANONICAL_TYPES,
     MAX_EVENT_BYTES,
     REASONS,
@@ -182,7 +182,7 @@ def test_format_ts_is_the_inverse_of_parse_ts():
 
 
 def test_schema_file_matches_the_contract():
-    from stream.settings import CONFIG_DIR
+    from intentstream.stream.settings import CONFIG_DIR
 
     schema = json.loads((CONFIG_DIR / "event.schema.json").read_text())
     assert schema["required"] == ["event_id", "user_id", "ts", "type"]

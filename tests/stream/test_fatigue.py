@@ -14,9 +14,9 @@ from datetime import time
 
 import pytest
 
-from stream.checks import check_deterministic, check_idempotent
-from stream.events import format_ts, parse_ts
-from stream.fatigue import (
+from intentstream.stream.checks import check_deterministic, check_idempotent
+from intentstream.stream.contract.events import format_ts, parse_ts
+from intentstream.stream.decisions.fatigue import (
     DAY_MS,
     HOUR_MS,
     Candidate,
@@ -27,7 +27,7 @@ from stream.fatigue import (
     in_holdout,
     window_fits,
 )
-from stream.settings import Settings, load_settings
+from intentstream.stream.settings import Settings, load_settings
 
 
 def ts(text: str) -> int:
@@ -149,7 +149,7 @@ def test_holdout_is_stable_across_runs_and_hash_seeds():
     first = [f"user-{i}" for i in range(400) if in_holdout(f"user-{i}", "fatigue-holdout-v1", 0.05)][:5]
     assert first == HOLDOUT_GOLDEN
     code = (
-        "from stream.fatigue import in_holdout;"
+        "from intentstream.stream.decisions.fatigue import in_holdout;"
         "print(','.join(f'user-{i}' for i in range(400) if in_holdout(f'user-{i}', 'fatigue-holdout-v1', 0.05)))"
     )
     outs = set()

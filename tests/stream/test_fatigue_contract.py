@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from stream.events import format_ts, parse_ts
-from stream.fatigue import (
+from intentstream.stream.contract.events import format_ts, parse_ts
+from intentstream.stream.decisions.fatigue import (
     DAY_MS,
     HOUR_MS,
     Candidate,
@@ -64,7 +64,7 @@ def make_store(request):
         return
     import redis
 
-    from stream.state.fatigue_redis import RedisLedgerStore
+    from intentstream.stream.state.redis.fatigue import RedisLedgerStore
 
     client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
     prefixes: list[str] = []

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from stream.fatigue import DAY_MS, HOUR_MS, Candidate, FatigueLedger, Limits, verdict_fields
-from stream.fatigue_keys import channel_key, cooldown_key, record_key
+from intentstream.stream.decisions.fatigue import DAY_MS, HOUR_MS, Candidate, FatigueLedger, Limits, verdict_fields
+from intentstream.stream.state.redis.keys import channel_key, cooldown_key, record_key
 
 pytestmark = pytest.mark.integration
 
 redis = pytest.importorskip("redis")
-from stream.state.fatigue_redis import LEDGER_SHA, RedisLedgerStore  # noqa: E402
+from intentstream.stream.state.redis.fatigue import LEDGER_SHA, RedisLedgerStore  # noqa: E402
 
 T0 = 1767607200000  # 2026-01-05T10:00Z
 
@@ -141,7 +141,7 @@ def test_decoded_responses_client_works_too(redis_url, prefix):
 
 
 def test_from_settings(redis_url, prefix):
-    from stream.settings import load_settings
+    from intentstream.stream.settings import load_settings
 
     s = load_settings(env={"INTENTSTREAM_REDIS__URL": redis_url, "INTENTSTREAM_REDIS__KEY_PREFIX": prefix})
     store = RedisLedgerStore.from_settings(s)

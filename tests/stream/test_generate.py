@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from stream import codec
-from stream.cli import main
-from stream.events import (
+from intentstream.stream import codec
+from intentstream.stream.cli import main
+from intentstream.stream.contract.events import (
     ACCESS_CHANNELS,
     MAX_TS_MS,
     MESSAGE_CHANNELS,
@@ -24,7 +24,7 @@ from stream.events import (
     parse_ts,
     zone,
 )
-from stream.generate import (
+from intentstream.stream.synth.clickstream import (
     PERSONAS,
     GenerationStats,
     GeneratorConfig,

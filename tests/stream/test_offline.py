@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from stream import codec
-from stream.cli import main
-from stream.engine import SessionEngine
-from stream.events import parse_event
-from stream.generate import GeneratorConfig, generate_lines
-from stream.partitioning import partition_for
-from stream.state.memory import MemorySessionStore
+from intentstream.stream import codec
+from intentstream.stream.cli import main
+from intentstream.stream.engine.partition import SessionEngine
+from intentstream.stream.contract.events import parse_event
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.engine.partitioning import partition_for
+from intentstream.stream.state.memory import MemorySessionStore
 
 LINES = [line.rstrip(b"\n") for line in generate_lines(GeneratorConfig(users=60, days=2, seed=4, invalid_share=0.01))]
 

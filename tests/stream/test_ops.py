@@ -1,4 +1,4 @@
-"""stream.ops: metrics records, alert rules (firing, cooldown, resolve), readiness and the
+"""intentstream.stream.ops.metrics: metrics records, alert rules (firing, cooldown, resolve), readiness and the
 Prometheus text exposition — pure, no Kafka or Redis."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from stream import codec
-from stream.ops import (
+from intentstream.stream import codec
+from intentstream.stream.ops.metrics import (
     AlertRules,
     MetricsBuilder,
     PartitionState,
@@ -18,7 +18,7 @@ from stream.ops import (
     readiness,
     render_prometheus,
 )
-from stream.settings import OpsSettings
+from intentstream.stream.settings import OpsSettings
 
 WM = 1_767_607_200_000  # 2026-01-05T10:00:00Z
 

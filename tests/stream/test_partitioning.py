@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from stream.partitioning import murmur2, partition_for
+from intentstream.stream.engine.partitioning import murmur2, partition_for
 
 # org.apache.kafka.common.utils.UtilsTest#testMurmur2 (signed Java ints)
 JAVA_VECTORS = {

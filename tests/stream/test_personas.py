@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from stream import codec
-from stream.personas import (
+from intentstream.stream import codec
+from intentstream.stream.personas.model import (
     CATEGORIES,
     CATEGORICAL_FEATURES,
     FEATURES,
@@ -39,8 +39,8 @@ from stream.personas import (
     segment_features,
     stage_agrees,
 )
-from stream.segment_synth import synthetic_segments, synthetic_truth
-from stream.settings import PersonaSettings, Settings
+from intentstream.stream.synth.segments import synthetic_segments, synthetic_truth
+from intentstream.stream.settings import PersonaSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @lru_cache(maxsize=None)
 def _trace(users: int = 120, days: int = 3, seed: int = 5) -> tuple[dict, ...]:
     """Segments of a small generated clickstream, through the offline sessionizer."""
-    from stream.generate import GeneratorConfig, generate_lines
-    from stream.report import segments_from_clickstream
+    from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+    from intentstream.stream.report.report import segments_from_clickstream
 
     lines = enumerate(generate_lines(GeneratorConfig(users=users, days=days, seed=seed)), 1)
     return tuple(segments_from_clickstream(lines, Settings()))
@@ -88,7 +88,7 @@ def test_feature_vector_shape_and_ranges(source):
 
 
 def test_features_accept_an_intent_segment_object_and_bad_values():
-    from stream.segments import IntentSegment
+    from intentstream.stream.sessions.segments import IntentSegment
 
     seg = IntentSegment.from_dict(trace()[0])
     assert segment_features(seg) == segment_features(seg.to_dict())
@@ -119,8 +119,8 @@ def test_same_input_same_model(estimator):
 
 _HASH_SCRIPT = """
 import hashlib, sys
-from stream.personas import PersonaModel
-from stream.segment_synth import synthetic_segments
+from intentstream.stream.personas.model import PersonaModel
+from intentstream.stream.synth.segments import synthetic_segments
 m = PersonaModel()
 for s in synthetic_segments(60, seed=3, days=3):
     m.learn_one(s)
@@ -336,7 +336,7 @@ def test_the_example_reports_contradiction_cannot_happen():
 
 
 def test_label_texts_zh_and_en():
-    from stream.playbook import load_playbook
+    from intentstream.stream.personas.playbook import load_playbook
 
     vocab = load_playbook().vocab
     st = ClusterStats(0)
@@ -401,7 +401,7 @@ def store(request):
         return
     import redis
 
-    from stream.state.persona_redis import RedisPersonaStore
+    from intentstream.stream.state.redis.personas import RedisPersonaStore
 
     url = request.getfixturevalue("redis_url")
     client = redis.Redis.from_url(url)

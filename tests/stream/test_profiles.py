@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from stream.profiles import DAY_MS, LifecycleRules, UserProfile, apply, day_bounds, local_day, updated
+from intentstream.stream.sessions.profiles import DAY_MS, LifecycleRules, UserProfile, apply, day_bounds, local_day, updated
 
 T0 = 1767607200000  # Monday 2026-01-05 10:00 UTC
 

@@ -12,27 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from stream import codec
-from stream.cli import main
-from stream.personas import PersonaModel, PersonaService, persona_label
-from stream.playbook import SECTIONS, PlaybookError, load_playbook, parse_playbook
-from stream.report import TEXT, build_report, render_html, render_markdown
-from stream.segment_synth import synthetic_segments
-from stream.settings import PersonaSettings, Settings
+from intentstream.stream import codec
+from intentstream.stream.cli import main
+from intentstream.stream.personas.model import PersonaModel, PersonaService, persona_label
+from intentstream.stream.personas.playbook import SECTIONS, PlaybookError, load_playbook, parse_playbook
+from intentstream.stream.report.report import TEXT, build_report, render_html, render_markdown
+from intentstream.stream.synth.segments import synthetic_segments
+from intentstream.stream.settings import PersonaSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @lru_cache(maxsize=None)
 def _clickstream(users: int = 150, days: int = 3, seed: int = 9) -> bytes:
-    from stream.generate import GeneratorConfig, generate_lines
+    from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
 
     return b"".join(line if line.endswith(b"\n") else line + b"\n" for line in generate_lines(GeneratorConfig(users=users, days=days, seed=seed)))
 
 
 @lru_cache(maxsize=None)
 def _model(n_clusters: int = 12) -> PersonaModel:
-    from stream.report import segments_from_clickstream
+    from intentstream.stream.report.report import segments_from_clickstream
 
     model = PersonaModel(PersonaSettings(n_clusters=n_clusters))
     for seg in segments_from_clickstream(enumerate(_clickstream().splitlines(), 1), Settings()):
@@ -173,7 +173,7 @@ def test_playbook_validation():
 
 def test_default_playbook_covers_every_status_value_in_both_languages():
     pb = load_playbook()
-    from stream.personas import CATEGORIES
+    from intentstream.stream.personas.model import CATEGORIES
 
     for name, values in {**CATEGORIES, "urgency": ("low", "medium", "high"),
                          "lifecycle_stage": ("introduction", "growth", "maturity", "decline")}.items():  # fmt: skip
@@ -214,7 +214,7 @@ def test_command_is_byte_identical_across_processes(files):
         out = d / f"p{i}.html"
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         subprocess.run(
-            [sys.executable, "-m", "stream.cli", "report", "--input", str(click), "--format", "html", "--out", str(out)],
+            [sys.executable, "-m", "intentstream.stream.cli", "report", "--input", str(click), "--format", "html", "--out", str(out)],
             cwd=ROOT, env=env, check=True, capture_output=True,
         )  # fmt: skip
         outs.append(out.read_bytes())
@@ -234,7 +234,7 @@ def test_command_reports_bad_input(files, capsys):
 def test_live_report_reads_the_agents_checkpoint_from_redis(redis_url, files, capsys):
     import redis
 
-    from stream.state.persona_redis import RedisPersonaStore
+    from intentstream.stream.state.redis.personas import RedisPersonaStore
 
     _, _, segs = files
     prefix = f"t.report.{uuid.uuid4().hex[:12]}"

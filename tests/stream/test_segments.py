@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from stream import codec
-from stream.engine import SessionEngine
-from stream.generate import GeneratorConfig, generate_lines
-from stream.segments import (
+from intentstream.stream import codec
+from intentstream.stream.engine.partition import SessionEngine
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.sessions.segments import (
     BEHAVIOUR_STAGES,
     CLOSED_BY,
     INTENTS,
@@ -25,7 +25,7 @@ from stream.segments import (
     behaviour_stage,
     dominant,
 )
-from stream.state.memory import MemorySessionStore
+from intentstream.stream.state.memory import MemorySessionStore
 
 T0 = 1767607200000
 
@@ -142,7 +142,7 @@ def test_to_dict_is_json_with_iso_times_and_round_trips():
 
 
 def test_every_voting_type_is_canonical():
-    from stream.events import CANONICAL_TYPES
+    from intentstream.stream.contract.events import CANONICAL_TYPES
 
     assert set(TYPE_INTENT) <= CANONICAL_TYPES
     assert CANONICAL_TYPES - set(TYPE_INTENT) == {"app_open", "message_open", "message_click", "message_dismiss"}

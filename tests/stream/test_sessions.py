@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from stream import codec
-from stream.engine import SessionEngine
-from stream.sessions import (
+from intentstream.stream import codec
+from intentstream.stream.engine.partition import SessionEngine
+from intentstream.stream.sessions.sessionizer import (
     ACCEPTED,
     DUPLICATE,
     LATE,
@@ -21,7 +21,7 @@ from stream.sessions import (
     next_due,
     session_id,
 )
-from stream.state.memory import MemorySessionStore
+from intentstream.stream.state.memory import MemorySessionStore
 
 T0 = 1767607200000
 MIN = 60_000

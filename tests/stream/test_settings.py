@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.settings import DEFAULT_FILE, Settings, SettingsError, load_settings
+from intentstream.stream.settings import DEFAULT_FILE, Settings, SettingsError, load_settings
 
 
 def test_defaults_file_matches_the_dataclass_defaults():

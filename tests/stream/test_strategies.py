@@ -6,9 +6,9 @@ import tomllib
 
 import pytest
 
-from stream.events import MESSAGE_CHANNELS
-from stream.settings import load_settings
-from stream.strategies import (
+from intentstream.stream.contract.events import MESSAGE_CHANNELS
+from intentstream.stream.settings import load_settings
+from intentstream.stream.decisions.strategies import (
     CatalogueError,
     Coupon,
     catalogue_from_settings,
@@ -17,7 +17,7 @@ from stream.strategies import (
     money,
     parse_catalogue,
 )
-from stream.triggers import ALL_TRIGGERS
+from intentstream.stream.triggers.rules import ALL_TRIGGERS
 
 
 @pytest.fixture(scope="module")

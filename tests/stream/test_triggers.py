@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from stream import codec
-from stream.events import Event
-from stream.triggers import TriggerConfig, TriggerRules, TriggerState
+from intentstream.stream import codec
+from intentstream.stream.contract.events import Event
+from intentstream.stream.triggers.rules import TriggerConfig, TriggerRules, TriggerState
 
 T0 = 1767607200000  # 2026-01-05T10:00:00Z
 MIN = 60_000

@@ -7,11 +7,11 @@ import uuid
 import pytest
 import redis
 
-from stream import keys
-from stream.engine import SessionEngine
-from stream.generate import GeneratorConfig, generate_lines
-from stream.state import CommitBatch, PartitionMeta, StoreUnavailable
-from stream.state.redis import RedisSessionStore
+from intentstream.stream.state.redis import keys
+from intentstream.stream.engine.partition import SessionEngine
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.state import CommitBatch, PartitionMeta, StoreUnavailable
+from intentstream.stream.state.redis.sessions import RedisSessionStore
 
 
 def test_connection_errors_raise_store_unavailable():

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from stream.engine import SessionEngine
-from stream.generate import GeneratorConfig, generate_lines
-from stream.state import CommitBatch, OutboxEntry, PartitionMeta, SessionStore
-from stream.state.memory import MemorySessionStore
+from intentstream.stream.engine.partition import SessionEngine
+from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.state import CommitBatch, OutboxEntry, PartitionMeta, SessionStore
+from intentstream.stream.state.memory import MemorySessionStore
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
@@ -19,7 +19,7 @@ def store(request: pytest.FixtureRequest):
         return
     import redis
 
-    from stream.state.redis import RedisSessionStore
+    from intentstream.stream.state.redis.sessions import RedisSessionStore
 
     client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
     prefix = f"t.{uuid.uuid4().hex[:12]}"  # the server is shared: never flushdb

@@ -1,0 +1,77 @@
+"""The ``intentstream`` command. Each subcommand lives in its own module, which exposes
+``register(subparsers)``; the module registers its parser and sets ``func`` to a
+function taking the parsed args and returning an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import sys
+
+# Modules that contribute subcommands, in the order they are listed in --help.
+COMMAND_MODULES = (
+    "intentstream.stream.synth.clickstream",
+    "intentstream.stream.cli.validate",
+    "intentstream.stream.engine.offline",
+    "intentstream.stream.report.report",
+    "intentstream.stream.cli.demo",
+    "intentstream.agents.commands",
+    "intentstream.agents.persona_commands",
+    "intentstream.agents.tools",
+)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
+    return value
+
+
+def share(text: str) -> float:
+    """argparse type: a share between 0 and 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1: {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="intentstream",
+        description="Kafka-native engine for real-time behavioural marketing triggers.",
+    )
+    parser.add_argument("--config", help="settings override file (TOML); see config/default.toml")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The engine keeps many small long-lived objects (user states, caches): with the
+    # default thresholds the cyclic GC rescans them every few hundred allocations, which
+    # measurably slows every event (about 20 % on a 1M-event replay).
+    gc.set_threshold(50_000, 20, 100)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:  # `intentstream ... | head` is not an error
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m intentstream.stream.cli``: the ``intentstream`` command."""
+
+import sys
+
+from intentstream.stream.cli import main
+
+sys.exit(main())

@@ -1,0 +1,245 @@
+"""The event contract: parse and validate one clickstream event.
+
+One function, :func:`parse_event`, serves Kafka messages and JSONL lines alike. It
+never raises on bad input: it returns either an :class:`Event` or a
+:class:`Rejection` carrying a stable reason code (see :data:`REASONS`), so the caller
+can count it and send the original bytes to the dead-letter topic or file.
+
+>>> ev = parse_event(b'{"event_id":"e1","user_id":"u1","ts":"2026-01-05T10:00:00Z","type":"add_to_cart","amount":12.5}')
+>>> ev.ts_ms, ev.type, ev.amount
+(1767607200000, 'add_to_cart', 12.5)
+>>> parse_event(b'{"event_id":"e1","user_id":"u1","ts":"yesterday","type":"click"}').reason
+'bad_ts'
+>>> parse_event(b'[1, 2]').reason
+'not_object'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from intentstream.stream import codec
+
+MAX_EVENT_BYTES: Final = 64 * 1024
+
+#: Earliest and latest accepted event times (years 2000 to 2100 inclusive), epoch ms.
+MIN_TS_MS: Final = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+MAX_TS_MS: Final = int(datetime(2101, 1, 1, tzinfo=timezone.utc).timestamp() * 1000) - 1
+
+CANONICAL_TYPES: Final = frozenset(
+    {
+        "page_view", "click", "search", "app_open", "login", "signup",
+        "coupon_view", "coupon_claim", "coupon_redeem",
+        "add_to_cart", "remove_from_cart", "checkout_start",
+        "payment_submit", "payment_success", "payment_fail",
+        "kyc_start", "kyc_submit", "kyc_approved", "kyc_rejected",
+        "form_start", "form_submit",
+        "message_open", "message_click", "message_dismiss", "unsubscribe",
+    }
+)  # fmt: skip
+
+#: Access channels an event may come from.
+ACCESS_CHANNELS: Final = frozenset({"app", "web", "mini_program"})
+#: Channels the product sends messages through (``props.channel`` of feedback events).
+MESSAGE_CHANNELS: Final = frozenset({"push", "sms", "email", "in_app"})
+#: Event types whose ``props.channel`` names a message channel.
+CHANNEL_PROP_TYPES: Final = frozenset({"message_open", "message_click", "message_dismiss", "unsubscribe"})
+
+#: Every reason code a rejection can carry, with what it means.
+REASONS: Final = {
+    "too_large": f"message longer than {MAX_EVENT_BYTES} bytes",
+    "not_json": "not valid UTF-8 JSON",
+    "not_object": "JSON value is not an object",
+    "missing_field": "a required field (event_id, user_id, ts, type) is absent or null",
+    "bad_field_type": "a field has the wrong JSON type, or a required string is empty",
+    "bad_ts": "ts is neither ISO-8601 with an offset nor integer epoch milliseconds",
+    "ts_out_of_range": "ts is outside the years 2000-2100",
+    "bad_amount": "amount is not a finite number >= 0",
+    "bad_channel": "channel is not one of app, web, mini_program",
+    "bad_tz": "tz is not a known IANA time zone",
+    "bad_message_channel": "props.channel is not one of push, sms, email, in_app",
+}
+
+_REQUIRED = ("event_id", "user_id", "ts", "type")
+_OPTIONAL_STRINGS = frozenset({"page", "category", "item_id", "currency", "device"})
+_OPTIONAL = _OPTIONAL_STRINGS | {"amount", "channel", "tz", "props"}
+
+
+@dataclass(slots=True)
+class Event:
+    """A valid clickstream event. ``ts_ms`` is the event time in epoch milliseconds (UTC).
+
+    Treat it as immutable: it is not frozen only because a frozen dataclass costs a
+    ``object.__setattr__`` per field to build, on every event of the hot path."""
+
+    event_id: str
+    user_id: str
+    ts_ms: int
+    type: str
+    page: str | None = None
+    category: str | None = None
+    item_id: str | None = None
+    amount: float | None = None
+    currency: str | None = None
+    device: str | None = None
+    channel: str | None = None
+    tz: str | None = None
+    props: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_canonical(self) -> bool:
+        """False for unknown types, which the engine treats as generic interactions."""
+        return self.type in CANONICAL_TYPES
+
+    @property
+    def message_channel(self) -> str | None:
+        """The message channel a feedback or unsubscribe event refers to, if any."""
+        ch = self.props.get("channel") if self.type in CHANNEL_PROP_TYPES else None
+        return ch if isinstance(ch, str) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event in the contract's JSON form (``ts`` as ISO-8601 UTC), omitting nulls."""
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "ts": format_ts(self.ts_ms),
+            "type": self.type,
+        }
+        for name in ("page", "category", "item_id", "amount", "currency", "device", "channel", "tz"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.props:
+            out["props"] = self.props
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an input was refused; ``detail`` names the field or the parser's complaint."""
+
+    reason: str
+    detail: str = ""
+
+    def __bool__(self) -> bool:  # lets callers write ``if not result: ...``
+        return False
+
+
+def parse_event(raw: bytes | bytearray | memoryview | str) -> Event | Rejection:
+    """Parse and validate one serialized event; never raises on bad input."""
+    if len(raw) > MAX_EVENT_BYTES:
+        return Rejection("too_large", f"{len(raw)} bytes")
+    try:
+        obj = codec.loads(raw)
+    except codec.JSONDecodeError as exc:
+        return Rejection("not_json", str(exc)[:200])
+    return validate_event(obj)
+
+
+def validate_event(obj: Any) -> Event | Rejection:
+    """Validate an already-decoded JSON value against the contract."""
+    if not isinstance(obj, dict):
+        return Rejection("not_object", type(obj).__name__)
+    for name in _REQUIRED:
+        if obj.get(name) is None:
+            return Rejection("missing_field", name)
+    for name in ("event_id", "user_id", "type"):
+        value = obj[name]
+        if type(value) is not str or not value:
+            return Rejection("bad_field_type", name)
+    ts = parse_ts(obj["ts"])
+    if isinstance(ts, Rejection):
+        return ts
+
+    opt: dict[str, Any] = {}
+    # visit only the fields present: most events carry a handful of optional fields
+    for name, value in obj.items():
+        if value is None or name not in _OPTIONAL:
+            continue  # required fields were checked above; unknown fields are ignored
+        if name in _OPTIONAL_STRINGS:
+            if type(value) is not str:
+                return Rejection("bad_field_type", name)
+        elif name == "amount":
+            if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+                return Rejection("bad_amount", repr(value)[:50])
+            value = float(value)
+        elif name == "channel":
+            if type(value) is not str or value not in ACCESS_CHANNELS:
+                return Rejection("bad_channel", repr(value)[:50])
+        elif name == "tz":
+            if type(value) is not str or not is_known_zone(value):
+                return Rejection("bad_tz", repr(value)[:50])
+        elif name == "props":
+            if type(value) is not dict:
+                return Rejection("bad_field_type", "props")
+            ch = value.get("channel")
+            if ch is not None and obj["type"] in CHANNEL_PROP_TYPES and (type(ch) is not str or ch not in MESSAGE_CHANNELS):
+                return Rejection("bad_message_channel", repr(ch)[:50])
+        opt[name] = value
+
+    return Event(obj["event_id"], obj["user_id"], ts, obj["type"], **opt)
+
+
+def parse_ts(value: Any) -> int | Rejection:
+    """Event time in epoch ms from ISO-8601 (``Z`` or an offset) or integer epoch ms.
+
+    >>> parse_ts("2026-03-01T08:00:00+08:00") == parse_ts("2026-03-01T00:00:00Z") == parse_ts(1772323200000)
+    True
+    >>> parse_ts("2026-03-01T08:00:00").reason  # no offset: ambiguous, refused
+    'bad_ts'
+    """
+    if type(value) is int:
+        ms = value
+    elif type(value) is str:
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            return Rejection("bad_ts", value[:50])
+        if dt.tzinfo is None or dt.utcoffset() is None:
+            return Rejection("bad_ts", f"no UTC offset: {value[:50]}")
+        ms = _epoch_ms(dt)
+    else:  # floats, bools, objects: epoch must be an integer count of milliseconds
+        return Rejection("bad_ts", f"{type(value).__name__} {str(value)[:40]}")
+    if not MIN_TS_MS <= ms <= MAX_TS_MS:
+        return Rejection("ts_out_of_range", str(value)[:50])
+    return ms
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _epoch_ms(dt: datetime) -> int:
+    # integer arithmetic on the timedelta: exact, unlike float timestamp()
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def format_ts(ts_ms: int) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``; the product's one output form.
+
+    >>> format_ts(1767607200123)
+    '2026-01-05T10:00:00.123Z'
+    """
+    dt = datetime.fromtimestamp(ts_ms // 1000, tz=timezone.utc)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ts_ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=1024)
+def is_known_zone(name: str) -> bool:
+    """True for a valid IANA zone name (cached: the set of zones seen is small)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    """The :class:`ZoneInfo` for a zone name already accepted by :func:`is_known_zone`."""
+    return ZoneInfo(name)

@@ -1,0 +1,177 @@
+"""The output contract: one :class:`Decision` per trigger hit, as a JSON object.
+
+Every decision is written, whatever its status, to the audit topic; ``sent`` and
+``deferred`` ones also go to ``actions.<channel>``. ``to_dict`` always returns the same
+key set (absent values are ``null``), and :func:`intentstream.stream.codec.dumps` sorts keys, so
+replaying the same input gives byte-identical output.
+
+>>> d = Decision(
+...     action_id=action_id("u1", "cart_abandoned", ["e2", "e1"]), user_id="u1",
+...     trigger="cart_abandoned", channel="push", status="sent", reason=None,
+...     decided_at=1767607200000, evidence=("e1", "e2"),
+...     strategy={"key": "cart_reminder_coupon"},
+... )
+>>> d.action_id == action_id("u1", "cart_abandoned", ["e1", "e2", "e1"])
+True
+>>> Decision.from_dict(d.to_dict()) == d
+True
+>>> d.to_dict()["decided_at"], d.to_dict()["send_at"], d.is_delivery
+('2026-01-05T10:00:00.000Z', None, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from intentstream.stream.contract.events import format_ts, parse_ts
+
+#: Every status a decision can have.
+STATUSES: Final = {
+    "sent": "delivered now on ``channel``",
+    "deferred": "delivered on ``channel`` at ``send_at`` (quiet hours)",
+    "suppressed": "not delivered; ``reason`` says why",
+    "holdout": "the user is in the holdout group: recorded, never delivered",
+}
+
+#: Every reason code, with what it means. ``reason`` is null for ``sent``.
+REASONS: Final = {
+    "quiet_hours": "deferred: the send time fell in the user's local quiet hours",
+    "cooldown": "suppressed: the same trigger reached this user within the cooldown",
+    "opt_out": "suppressed: the user opted out of every channel of the strategy",
+    "fatigue_cap": "suppressed: every remaining channel is at its cap for the rolling window",
+    "holdout": "holdout: the user is in the experiment's holdout group",
+}
+
+#: Statuses that mean a message leaves (now or later).
+DELIVERY_STATUSES: Final = frozenset({"sent", "deferred"})
+
+#: Length of an action_id in hex digits (80 bits of SHA-1).
+ACTION_ID_HEX: Final = 20
+
+
+def action_id(user_id: str, trigger: str, evidence: Iterable[str]) -> str:
+    """Deterministic id of one action: SHA-1 of ``user|trigger|sorted unique evidence``.
+
+    The same trigger hit (same user, trigger and evidence, in any order, duplicates
+    ignored) always gets the same id, which is what makes redelivered events idempotent.
+
+    >>> action_id("u1", "kyc_stalled", ["e9"])
+    '5f03b9ff1542ad2868c8'
+    """
+    ids = ",".join(sorted(set(evidence)))
+    return hashlib.sha1(f"{user_id}|{trigger}|{ids}".encode()).hexdigest()[:ACTION_ID_HEX]
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """What the decision knows about the user's persona cluster.
+
+    ``cluster_id`` and ``label`` go into the decision; ``behaviour_stage`` and
+    ``main_activity`` (the codes of stream/sessions/segments.py, such as ``transacted`` and
+    ``coupon_oriented``) select persona-specific strategies in the catalogue.
+    """
+
+    cluster_id: int | str
+    label: str
+    behaviour_stage: str | None = None
+    main_activity: str | None = None
+
+    def attributes(self) -> dict[str, str]:
+        """The attributes catalogue overrides may match on (only those that are known)."""
+        out = {"label": self.label, "cluster_id": str(self.cluster_id)}
+        if self.behaviour_stage:
+            out["behaviour_stage"] = self.behaviour_stage
+        if self.main_activity:
+            out["main_activity"] = self.main_activity
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cluster_id": self.cluster_id, "label": self.label}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One decision about one trigger hit. Times are epoch ms; ``to_dict`` formats them.
+
+    ``channel`` is the channel used (or, for ``holdout``, the one that would have been);
+    null when suppressed. ``send_at`` is set only when delivery is later than
+    ``decided_at``. ``fallback_from`` is the strategy's first-choice channel when the
+    decision was re-routed (cap or opt-out). ``strategy`` holds the strategy key, group,
+    rendered content and coupon; ``evidence`` the event ids or segment id that triggered it.
+    """
+
+    action_id: str
+    user_id: str
+    trigger: str
+    channel: str | None
+    status: str
+    reason: str | None
+    decided_at: int
+    send_at: int | None = None
+    fallback_from: str | None = None
+    persona: Mapping[str, Any] | None = None
+    strategy: Mapping[str, Any] = field(default_factory=dict)
+    evidence: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+        if self.reason is not None and self.reason not in REASONS:
+            raise ValueError(f"unknown reason {self.reason!r}")
+        if (self.status == "sent") != (self.reason is None):
+            raise ValueError("reason must be null exactly when status is sent")
+
+    @property
+    def is_delivery(self) -> bool:
+        """True when a message leaves (sent now or deferred)."""
+        return self.status in DELIVERY_STATUSES
+
+    @property
+    def delivery_at(self) -> int:
+        """When the message leaves (or would have): ``send_at`` or ``decided_at``."""
+        return self.send_at if self.send_at is not None else self.decided_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form; the key set never changes."""
+        return {
+            "action_id": self.action_id,
+            "user_id": self.user_id,
+            "trigger": self.trigger,
+            "channel": self.channel,
+            "status": self.status,
+            "reason": self.reason,
+            "decided_at": format_ts(self.decided_at),
+            "send_at": None if self.send_at is None else format_ts(self.send_at),
+            "fallback_from": self.fallback_from,
+            "persona": None if self.persona is None else dict(self.persona),
+            "strategy": dict(self.strategy),
+            "evidence": list(self.evidence),
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Decision:
+        """Inverse of :meth:`to_dict` (for replays and tests)."""
+
+        def ms(value: Any) -> int:
+            ts = parse_ts(value)
+            if not isinstance(ts, int):
+                raise ValueError(f"bad timestamp {value!r}")
+            return ts
+
+        return cls(
+            action_id=obj["action_id"],
+            user_id=obj["user_id"],
+            trigger=obj["trigger"],
+            channel=obj["channel"],
+            status=obj["status"],
+            reason=obj["reason"],
+            decided_at=ms(obj["decided_at"]),
+            send_at=None if obj["send_at"] is None else ms(obj["send_at"]),
+            fallback_from=obj["fallback_from"],
+            persona=obj["persona"],
+            strategy=obj["strategy"],
+            evidence=tuple(obj["evidence"]),
+        )

@@ -1,0 +1,189 @@
+"""From a trigger hit to a :class:`~intentstream.stream.decisions.contract.Decision`: choose the strategy from the
+catalogue, render it, and let the fatigue ledger rule on it.
+
+The ledger stores the rendered *draft* (everything but the outcome) with its verdict, so a
+redelivered hit gets back exactly the original decision, even if the catalogue or the
+persona changed in between.
+
+>>> from intentstream.stream.decisions.fatigue import FatigueLedger, MemoryLedgerStore
+>>> from intentstream.stream.decisions.strategies import load_catalogue
+>>> decider = Decider(load_catalogue(), FatigueLedger(MemoryLedgerStore(), holdout_share=0.0))
+>>> hit = TriggerHit("u1", "cart_abandoned", 1767607200000, ("e1", "e2"),   # 10:00 UTC
+...                  facts={"item_id": "SKU-1042"}, tz="Europe/Berlin")
+>>> first = decider.decide(hit)
+>>> d = first.decision
+>>> d.status, d.channel, d.strategy["key"], d.strategy["coupon"]["code"]
+('sent', 'push', 'cart_reminder_coupon', 'CART-82C9B9F8BD')
+>>> again = decider.decide(hit)               # redelivered: same decision, flagged
+>>> again.duplicate, again.decision == d
+(True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from intentstream.stream import codec
+from intentstream.stream.decisions.contract import Decision, Persona, action_id
+from intentstream.stream.contract.events import format_ts
+from intentstream.stream.decisions.fatigue import COUPON_GRANTED, Candidate, FatigueLedger, LedgerStore, Verdict
+from intentstream.stream.decisions.strategies import Catalogue, catalogue_from_settings
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerHit:
+    """A trigger that fired for a user at event time ``ts_ms``.
+
+    ``evidence`` identifies the occurrence (event ids or a segment id) and determines the
+    action_id; ``facts`` fill the templates (``amount``, ``currency``, ``item_id``,
+    ``category``); ``ignored_streak`` counts consecutive ignored messages (regret rule).
+    """
+
+    user_id: str
+    trigger: str
+    ts_ms: int
+    evidence: tuple[str, ...]
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    tz: str | None = None
+    opt_outs: frozenset[str] = frozenset()
+    persona: Persona | None = None
+    ignored_streak: int = 0
+    experiment: str | None = None
+
+
+    @classmethod
+    def from_fired(
+        cls,
+        user_id: str,
+        fired: Any,
+        *,
+        tz: str | None = None,
+        opt_outs: Iterable[str] = (),
+        persona: Persona | None = None,
+        experiment: str | None = None,
+    ) -> TriggerHit:
+        """From a :class:`intentstream.stream.triggers.rules.Fired` and what the engine knows of the user."""
+        return cls(
+            user_id=user_id,
+            trigger=fired.trigger,
+            ts_ms=fired.ts_ms,
+            evidence=tuple(fired.evidence),
+            facts=dict(fired.facts),
+            tz=tz,
+            opt_outs=frozenset(opt_outs),
+            persona=persona,
+            ignored_streak=fired.ignored_streak,
+            experiment=experiment,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A decision, and whether it was already recorded (then do not send it again)."""
+
+    decision: Decision
+    duplicate: bool = False
+
+
+class Decider:
+    """Catalogue + fatigue ledger. Pure apart from the ledger's store."""
+
+    def __init__(self, catalogue: Catalogue, ledger: FatigueLedger, regret_streak: int = 5) -> None:
+        self.catalogue = catalogue
+        self.ledger = ledger
+        self.regret_streak = regret_streak
+
+    @classmethod
+    def from_settings(cls, settings, store: LedgerStore) -> Decider:  # settings: intentstream.stream.settings.Settings
+        return cls(
+            catalogue_from_settings(settings),
+            FatigueLedger.from_settings(settings, store),
+            settings.strategies.regret_streak,
+        )
+
+    def prepare(self, hit: TriggerHit) -> tuple[Candidate, dict[str, Any]]:
+        """The ledger candidate and the decision draft for a hit (no state touched)."""
+        attrs = hit.persona.attributes() if hit.persona else None
+        choice = self.catalogue.choose(hit.trigger, attrs, hit.ignored_streak, self.regret_streak)
+        st = choice.strategy
+        aid = action_id(hit.user_id, hit.trigger, hit.evidence)
+        offer = None
+        if st.coupon:
+            offer = {k: v for k, v in st.coupon.details(aid, 0).items() if k != "expires_at"}
+        draft = {
+            "action_id": aid,
+            "user_id": hit.user_id,
+            "trigger": hit.trigger,
+            "decided_at": hit.ts_ms,
+            "persona": hit.persona.to_dict() if hit.persona else None,
+            "evidence": sorted(set(hit.evidence)),
+            "strategy": {
+                "key": st.key,
+                "group": choice.group,
+                "persona_rule": choice.persona_rule,
+                "channels": list(st.channels),
+                "link": st.link,
+                "content": self.catalogue.render(st, hit.facts),
+                "coupon": offer,
+            },
+        }
+        cand = Candidate(
+            action_id=aid,
+            user_id=hit.user_id,
+            trigger=hit.trigger,
+            decided_at=hit.ts_ms,
+            channels=st.channels,
+            tz=hit.tz,
+            opt_outs=hit.opt_outs,
+            experiment=hit.experiment,
+            coupon=st.coupon is not None,
+        )
+        return cand, draft
+
+    def decide(self, hit: TriggerHit) -> Outcome:
+        cand, draft = self.prepare(hit)
+        return _outcome(self.ledger.check(cand, codec.dumps(draft)))
+
+    def decide_many(self, hits: Iterable[TriggerHit]) -> list[Outcome]:
+        """Several hits in order; one pipelined round trip per chunk on Redis."""
+        items = []
+        for hit in hits:
+            cand, draft = self.prepare(hit)
+            items.append((cand, codec.dumps(draft)))
+        return [_outcome(v) for v in self.ledger.check_many(items)]
+
+
+def _outcome(v: Verdict) -> Outcome:
+    return Outcome(build_decision(codec.loads(v.payload), v), v.duplicate)
+
+
+def build_decision(draft: Mapping[str, Any], v: Verdict) -> Decision:
+    """The decision for a draft and the ledger's verdict on it."""
+    strategy = dict(draft["strategy"])
+    offer = strategy.get("coupon")
+    if offer is not None and v.coupon == COUPON_GRANTED:
+        when = v.send_at if v.send_at is not None else draft["decided_at"]
+        strategy["coupon"] = {**offer, "expires_at": format_ts(when + offer["expiry_hours"] * 3_600_000)}
+        strategy["coupon_withheld"] = None
+    else:
+        strategy["coupon"] = None
+        strategy["coupon_withheld"] = v.coupon if offer is not None else None
+        strategy["content"] = {
+            lang: {**texts, "coupon_line": None} for lang, texts in strategy["content"].items()
+        }
+    return Decision(
+        action_id=draft["action_id"],
+        user_id=draft["user_id"],
+        trigger=draft["trigger"],
+        channel=v.channel,
+        status=v.status,
+        reason=v.reason,
+        decided_at=draft["decided_at"],
+        send_at=v.send_at,
+        fallback_from=v.fallback_from,
+        persona=draft["persona"],
+        strategy=strategy,
+        evidence=tuple(draft["evidence"]),
+    )

@@ -1,0 +1,456 @@
+"""The fatigue ledger: may this message go to this user now, on which channel, and when?
+
+Rules, in the order they apply to a :class:`Candidate` (all times are event times in epoch
+ms handed in by the caller; nothing here reads a clock):
+
+1. **Idempotency** — an ``action_id`` already recorded returns the recorded verdict
+   (``duplicate=True``) and changes nothing: a redelivered event never sends twice.
+2. **Cooldown** — the same trigger reached the user less than ``cooldown`` ago (or the
+   candidate is older than that latest decision): ``suppressed``/``cooldown``.
+3. **Opt-out** — channels the user unsubscribed from are removed; nothing left:
+   ``suppressed``/``opt_out``.
+4. **Channels in order** — each channel's send time is the decision time, or for
+   ``quiet_channels`` (push, sms) inside the user's local quiet hours, the next local
+   ``quiet_end`` (DST-correct, :class:`QuietHours`). The first channel whose cap still
+   holds *at its send time* wins: at most ``channel_cap`` deliveries in any rolling
+   window of ``window`` ms (two deliveries exactly one window apart do not share one).
+   None fits: ``suppressed``/``fatigue_cap``. A later send time means ``deferred``/
+   ``quiet_hours`` with ``send_at``; a channel other than the strategy's first choice sets
+   ``fallback_from``.
+5. **Holdout** — users whose stable hash of (experiment, user_id) falls in the holdout
+   share get ``holdout``/``holdout`` with the channel they would have had. Holdout
+   decisions are recorded (idempotency) and start the trigger's cooldown, so a holdout
+   user's records are as frequent as a treated user's messages, but they never count
+   against channel or coupon caps.
+6. **Coupon** — a strategy's coupon is attached to its message, not a separate decision:
+   the ``coupon`` pseudo-channel has its own cap (``coupon_cap`` per window, counted at the
+   message's send time). Capped: the message still goes, without the coupon
+   (``coupon="fatigue_cap"``); a message that does not go carries none (``"not_sent"``).
+
+Steps 1–2 and 4–6 read and write the per-user state through a :class:`LedgerStore`, which
+does them atomically per user: :class:`MemoryLedgerStore` here, and
+``intentstream.stream.state.redis.fatigue.RedisLedgerStore`` (one Lua script) for the live engine.
+Both give identical verdicts (``tests/stream/test_fatigue_contract.py``).
+
+>>> ledger = FatigueLedger(MemoryLedgerStore(), holdout_share=0.0)
+>>> noon = 1767614400000  # 2026-01-05T12:00Z
+>>> def cand(aid, ts):
+...     return Candidate(aid, "u1", "cart_abandoned", ts, ("push", "email"), tz="UTC")
+>>> [ledger.check(cand(f"a{i}", noon + i * DAY_MS)).channel for i in range(5)]
+['push', 'push', 'push', 'email', 'email']
+>>> v = ledger.check(cand("late", noon + 4 * DAY_MS + HOUR_MS))  # an hour after a4
+>>> v.status, v.reason, v.channel
+('suppressed', 'cooldown', None)
+>>> ledger.check(cand("a0", noon)).duplicate                 # redelivery: no-op
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Final, Protocol, runtime_checkable
+
+from intentstream.stream.contract.events import zone
+
+SECOND_MS: Final = 1000
+HOUR_MS: Final = 3600 * SECOND_MS
+DAY_MS: Final = 24 * HOUR_MS
+
+#: Values of :attr:`Verdict.coupon`.
+#: The coupon cap counts under this pseudo-channel, beside the real ones.
+COUPON_CHANNEL: Final = "coupon"
+COUPON_GRANTED: Final = "granted"
+COUPON_CAPPED: Final = "fatigue_cap"
+COUPON_NOT_SENT: Final = "not_sent"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The numbers the store enforces (see ``[fatigue]`` in config/default.toml)."""
+
+    window_ms: int = 7 * DAY_MS
+    channel_cap: int = 3
+    coupon_cap: int = 1
+    cooldown_ms: int = DAY_MS
+    retention_ms: int = DAY_MS
+
+    @property
+    def ttl_ms(self) -> int:
+        """How long delivery history and action records are kept (window + slack)."""
+        return max(self.window_ms, self.cooldown_ms) + self.retention_ms
+
+    @classmethod
+    def from_settings(cls, fs) -> Limits:  # fs: intentstream.stream.settings.FatigueSettings
+        return cls(
+            window_ms=fs.window_s * SECOND_MS,
+            channel_cap=fs.channel_cap,
+            coupon_cap=fs.coupon_cap,
+            cooldown_ms=fs.cooldown_s * SECOND_MS,
+            retention_ms=fs.retention_slack_s * SECOND_MS,
+        )
+
+
+def _parse_hhmm(text: str) -> time:
+    hh, _, mm = text.strip().partition(":")
+    try:
+        return time(int(hh), int(mm or 0))
+    except ValueError as exc:
+        raise ValueError(f"bad HH:MM time {text!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """Local quiet hours ``[start, end)`` (may wrap midnight) for some channels.
+
+    >>> q = QuietHours()
+    >>> ny = "America/New_York"
+    >>> from intentstream.stream.contract.events import format_ts, parse_ts
+    >>> format_ts(q.next_allowed(parse_ts("2026-03-07T23:30:00-05:00"), ny))  # spring forward
+    '2026-03-08T12:00:00.000Z'
+    >>> format_ts(q.send_time("email", parse_ts("2026-03-07T23:30:00-05:00"), ny))
+    '2026-03-08T04:30:00.000Z'
+    """
+
+    start: time = time(22, 0)
+    end: time = time(8, 0)
+    channels: frozenset[str] = frozenset({"push", "sms"})
+
+    @classmethod
+    def from_settings(cls, fs) -> QuietHours:
+        return cls(_parse_hhmm(fs.quiet_start), _parse_hhmm(fs.quiet_end), frozenset(fs.quiet_channels))
+
+    def is_quiet(self, local: time) -> bool:
+        """Whether a local wall-clock time falls in the quiet hours."""
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def next_allowed(self, ts_ms: int, tz: str) -> int:
+        """``ts_ms`` if it is outside the quiet hours in ``tz``, else the next local ``end``.
+
+        The local ``end`` is resolved with :mod:`zoneinfo` on the right calendar day, so the
+        UTC result moves with DST. An ``end`` that does not exist that day (a DST gap)
+        resolves to the wall time just after the gap.
+        """
+        z = zone(tz)
+        local = datetime.fromtimestamp(ts_ms // SECOND_MS, z).replace(microsecond=(ts_ms % SECOND_MS) * 1000)
+        wall = local.time().replace(tzinfo=None)
+        if not self.is_quiet(wall):
+            return ts_ms
+        day = local.date() if wall < self.end else local.date() + timedelta(days=1)
+        target = datetime.combine(day, self.end, tzinfo=z)
+        return round(target.timestamp()) * SECOND_MS
+
+    def send_time(self, channel: str, ts_ms: int, tz: str) -> int:
+        """When a message on ``channel`` decided at ``ts_ms`` may leave."""
+        return self.next_allowed(ts_ms, tz) if channel in self.channels else ts_ms
+
+
+def in_holdout(user_id: str, experiment: str, share: float) -> bool:
+    """Whether the user is in the experiment's holdout group (stable across processes).
+
+    BLAKE2b of ``experiment NUL user_id`` (never Python's randomised ``hash()``), read
+    as a fraction of 2**64 and compared with ``share``.
+
+    >>> sum(in_holdout(f"u{i}", "exp", 0.05) for i in range(20000))
+    955
+    >>> in_holdout("u1", "exp", 0.0), in_holdout("u1", "exp", 1.0)
+    (False, True)
+    """
+    if share <= 0:
+        return False
+    digest = hashlib.blake2b(f"{experiment}\x00{user_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < share * 2.0**64
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A message the engine would like to send.
+
+    ``action_id`` identifies the trigger hit (:func:`intentstream.stream.decisions.contract.action_id`);
+    ``channels`` is the strategy's channel order; ``tz`` the user's IANA zone (``None``:
+    the ledger's default); ``opt_outs`` the channels the user unsubscribed from;
+    ``experiment`` the holdout experiment (``None``: the ledger's); ``coupon`` whether the
+    strategy attaches a coupon.
+    """
+
+    action_id: str
+    user_id: str
+    trigger: str
+    decided_at: int
+    channels: tuple[str, ...]
+    tz: str | None = None
+    opt_outs: frozenset[str] = frozenset()
+    experiment: str | None = None
+    coupon: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRequest:
+    """What a store needs for one atomic check-and-record (built by :class:`FatigueLedger`).
+
+    ``options`` are the usable channels in preference order with their send times
+    (opt-outs removed, quiet hours applied); ``payload`` is stored with the record and
+    returned unchanged on duplicates.
+    """
+
+    action_id: str
+    user_id: str
+    trigger: str
+    now: int
+    options: tuple[tuple[str, int], ...]
+    first_choice: str | None
+    holdout: bool = False
+    coupon: bool = False
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The ledger's answer. ``duplicate`` is True when the action_id was already recorded
+    (then every other field is the original record's)."""
+
+    status: str
+    reason: str | None
+    channel: str | None = None
+    send_at: int | None = None
+    fallback_from: str | None = None
+    coupon: str | None = None
+    payload: bytes = b""
+    duplicate: bool = False
+
+    @property
+    def is_delivery(self) -> bool:
+        return self.status in ("sent", "deferred")
+
+
+# --------------------------------------------------------------------------- stores
+
+
+@runtime_checkable
+class LedgerStore(Protocol):
+    """Per-user ledger state with an atomic check-and-record (rules 1, 2, 4, 5, 6)."""
+
+    def apply(self, req: LedgerRequest, limits: Limits) -> Verdict:
+        """Check ``req`` against the user's state and record the outcome, atomically."""
+        ...
+
+    def apply_many(self, reqs: Sequence[LedgerRequest], limits: Limits) -> list[Verdict]:
+        """:meth:`apply` for several requests, in order (one round trip where possible)."""
+        ...
+
+
+def window_fits(times: Iterable[int], t: int, window_ms: int, cap: int) -> bool:
+    """Whether one more delivery at ``t`` keeps every rolling window within ``cap``.
+
+    A window is ``(e - window_ms, e]``; every window that contains ``t`` is checked, so a
+    late candidate cannot squeeze in before deliveries already scheduled after it.
+
+    >>> window_fits([0, 1, 2], 7 * DAY_MS - 1, 7 * DAY_MS, 3)
+    False
+    >>> window_fits([0, 1, 2], 7 * DAY_MS, 7 * DAY_MS, 3)   # exactly one window after 0
+    True
+    >>> window_fits([5, 6, 7], 0, 7 * DAY_MS, 3)             # late: 5..7 are already booked
+    False
+    """
+    if cap <= 0:
+        return False
+    near = [x for x in times if t - window_ms < x < t + window_ms]
+    for end in [t, *(x for x in near if x > t)]:
+        if sum(1 for x in near if end - window_ms < x <= end) + 1 > cap:
+            return False
+    return True
+
+
+@dataclass
+class _UserState:
+    channels: dict[str, dict[str, int]] = field(default_factory=dict)  # channel -> action_id -> send time
+    cooldowns: dict[str, int] = field(default_factory=dict)  # trigger -> latest decided_at
+    records: dict[str, tuple[int, Verdict]] = field(default_factory=dict)  # action_id -> (expires, verdict)
+
+
+class MemoryLedgerStore:
+    """In-process :class:`LedgerStore` (replay, demo, tests); picklable plain state.
+
+    Delivery history is pruned by event time exactly as the Redis script prunes it.
+    Action records are forgotten ``limits.ttl_ms`` of event time after they were written,
+    where Redis lets their keys expire after as much time on the server's clock (and its
+    cooldown keys after cooldown + slack). The two differ only for a redelivery arriving
+    after the user's later events have moved more than that horizon past the original,
+    or for an event more than cooldown + slack late; live, event time ~ server time.
+
+    >>> import pickle
+    >>> store = MemoryLedgerStore()
+    >>> req = LedgerRequest("a1", "u1", "churn_risk", 0, (("email", 0),), "email")
+    >>> store.apply(req, Limits()).channel
+    'email'
+    >>> copy = pickle.loads(pickle.dumps(store))          # a snapshot
+    >>> copy.apply(req, Limits()).duplicate, sorted(copy.users["u1"].channels["email"])
+    (True, ['a1'])
+    """
+
+    def __init__(self) -> None:
+        self.users: dict[str, _UserState] = {}
+
+    def apply_many(self, reqs: Sequence[LedgerRequest], limits: Limits) -> list[Verdict]:
+        return [self.apply(r, limits) for r in reqs]
+
+    def apply(self, req: LedgerRequest, limits: Limits) -> Verdict:
+        st = self.users.setdefault(req.user_id, _UserState())
+        now = req.now
+        self._prune(st, now, limits)
+        rec = st.records.get(req.action_id)
+        if rec is not None:
+            return _as_duplicate(rec[1])
+        want_coupon = req.coupon
+        not_sent = COUPON_NOT_SENT if want_coupon else None
+
+        def record(v: Verdict) -> Verdict:
+            st.records[req.action_id] = (now + limits.ttl_ms, v)
+            return v
+
+        last = st.cooldowns.get(req.trigger)
+        if last is not None and now < last + limits.cooldown_ms:
+            return record(Verdict("suppressed", "cooldown", coupon=not_sent, payload=req.payload))
+        if not req.options:
+            return record(Verdict("suppressed", "opt_out", coupon=not_sent, payload=req.payload))
+        chosen: tuple[str, int] | None = None
+        for channel, t in req.options:
+            if window_fits(st.channels.get(channel, {}).values(), t, limits.window_ms, limits.channel_cap):
+                chosen = (channel, t)
+                break
+        if chosen is None:
+            return record(Verdict("suppressed", "fatigue_cap", coupon=not_sent, payload=req.payload))
+        channel, t = chosen
+        send_at = t if t > now else None
+        fallback = req.first_choice if channel != req.first_choice else None
+        st.cooldowns[req.trigger] = now  # > last: the cooldown check passed
+        if req.holdout:
+            return record(Verdict("holdout", "holdout", channel, send_at, fallback, not_sent, req.payload))
+        st.channels.setdefault(channel, {})[req.action_id] = t
+        coupon = None
+        if want_coupon:
+            coupons = st.channels.setdefault(COUPON_CHANNEL, {})
+            if window_fits(coupons.values(), t, limits.window_ms, limits.coupon_cap):
+                coupons[req.action_id] = t
+                coupon = COUPON_GRANTED
+            else:
+                coupon = COUPON_CAPPED
+        if send_at is None:
+            return record(Verdict("sent", None, channel, None, fallback, coupon, req.payload))
+        return record(Verdict("deferred", "quiet_hours", channel, send_at, fallback, coupon, req.payload))
+
+    @staticmethod
+    def _prune(st: _UserState, now: int, limits: Limits) -> None:
+        horizon = now - limits.window_ms - limits.retention_ms
+        for deliveries in st.channels.values():
+            stale = [aid for aid, t in deliveries.items() if t <= horizon]
+            for aid in stale:
+                del deliveries[aid]
+        expired = [aid for aid, (exp, _) in st.records.items() if exp <= now]
+        for aid in expired:
+            del st.records[aid]
+
+
+def _as_duplicate(v: Verdict) -> Verdict:
+    return Verdict(v.status, v.reason, v.channel, v.send_at, v.fallback_from, v.coupon, v.payload, True)
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+class FatigueLedger:
+    """The fatigue policy over a :class:`LedgerStore`.
+
+    The policy's pure half (opt-outs, quiet hours, holdout assignment) runs here, in
+    Python — Lua has no time-zone data; the stateful half (idempotency, cooldown, caps,
+    fallback, coupon) runs in the store, atomically per user.
+
+    >>> ledger = FatigueLedger(MemoryLedgerStore(), holdout_share=0.0)
+    >>> c = Candidate("a1", "u1", "kyc_stalled", 1767650400000, ("push", "email"),  # 22:00 UTC
+    ...               tz="Asia/Shanghai", opt_outs=frozenset({"email"}))
+    >>> ledger.request(c).options  # 06:00 in Shanghai: push waits until 08:00 local
+    (('push', 1767657600000),)
+    >>> v = ledger.check(c)
+    >>> v.status, v.reason, v.channel, v.send_at
+    ('deferred', 'quiet_hours', 'push', 1767657600000)
+    """
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        limits: Limits | None = None,
+        quiet: QuietHours | None = None,
+        *,
+        holdout_share: float = 0.05,
+        experiment: str = "fatigue-holdout-v1",
+        default_tz: str = "UTC",
+    ) -> None:
+        if not 0.0 <= holdout_share <= 1.0:
+            raise ValueError(f"holdout_share must be within [0, 1], not {holdout_share}")
+        self.store = store
+        self.limits = limits or Limits()
+        self.quiet = quiet or QuietHours()
+        self.holdout_share = holdout_share
+        self.experiment = experiment
+        self.default_tz = default_tz
+
+    @classmethod
+    def from_settings(cls, settings, store: LedgerStore) -> FatigueLedger:  # settings: intentstream.stream.settings.Settings
+        fs = settings.fatigue
+        return cls(
+            store,
+            Limits.from_settings(fs),
+            QuietHours.from_settings(fs),
+            holdout_share=fs.holdout_share,
+            experiment=fs.holdout_experiment,
+            default_tz=settings.events.default_tz,
+        )
+
+    def request(self, c: Candidate, payload: bytes = b"") -> LedgerRequest:
+        """The pure half of the policy: what the store is asked to check."""
+        tz = c.tz or self.default_tz
+        options = tuple(
+            (ch, self.quiet.send_time(ch, c.decided_at, tz)) for ch in c.channels if ch not in c.opt_outs
+        )
+        return LedgerRequest(
+            action_id=c.action_id,
+            user_id=c.user_id,
+            trigger=c.trigger,
+            now=c.decided_at,
+            options=options,
+            first_choice=c.channels[0] if c.channels else None,
+            holdout=in_holdout(c.user_id, c.experiment or self.experiment, self.holdout_share),
+            coupon=c.coupon,
+            payload=payload,
+        )
+
+    def check(self, c: Candidate, payload: bytes = b"") -> Verdict:
+        """Decide and record one candidate."""
+        return self.store.apply(self.request(c, payload), self.limits)
+
+    def check_many(self, items: Iterable[Candidate | tuple[Candidate, bytes]]) -> list[Verdict]:
+        """Decide and record several candidates in order (pipelined on Redis)."""
+        reqs = [self.request(*it) if isinstance(it, tuple) else self.request(it) for it in items]
+        return self.store.apply_many(reqs, self.limits)
+
+
+def verdict_fields(v: Verdict) -> Mapping[str, object]:
+    """A verdict as a plain dict without the payload (for comparisons and logs)."""
+    return {
+        "status": v.status,
+        "reason": v.reason,
+        "channel": v.channel,
+        "send_at": v.send_at,
+        "fallback_from": v.fallback_from,
+        "coupon": v.coupon,
+        "duplicate": v.duplicate,
+    }

@@ -1,0 +1,365 @@
+"""The session engine of ONE Kafka partition of the clickstream.
+
+:class:`SessionEngine` turns batches of ``(offset, raw bytes)`` into closed intent
+segments, dead-letter records and counters, with its state behind a
+:class:`~intentstream.stream.state.SessionStore`. The Faust agent owns one engine per assigned
+partition; the offline runner (:mod:`intentstream.stream.engine.offline`) simulates partitions with the
+in-memory store; tests drive it directly. No network I/O here except through the store.
+
+One step (:meth:`SessionEngine.process`)
+---------------------------------------
+1. Skip offsets ``<= meta.hi`` (already applied: Kafka redelivered them); parse the rest
+   with :func:`intentstream.stream.contract.events.parse_event` (rejections become dead-letter outbox entries).
+2. Load the batch's users and the users the due index says will be due by the batch's
+   final watermark — from the engine's cache of decoded states, else from the store
+   (2 store round trips: due index, then the missing user states).
+3. For each event in offset order: raise the partition watermark (``max event time -
+   allowed_lateness``); skip the event if ``offset <= user's hi`` (counted as
+   ``redelivered``); else dedup it, buffer it or handle it as late
+   (:func:`intentstream.stream.sessions.sessionizer.accept`).
+4. Release and expire, by (due, user): every user with events and every user the final
+   watermark made due is advanced to its horizon — so an idle user's session is closed
+   by other users' events without scanning all users. Lateness is decided on arrival
+   and a late event first advances its user, so deferring releases to the end of the
+   step gives the same segments whatever the batch cuts.
+5. One :meth:`~intentstream.stream.state.SessionStore.commit`: changed user states (each carrying
+   its new ``hi``), changed due times, outbox entries (segments, dead letters), meta.
+
+Exactly once in effect — commit order and crash points
+------------------------------------------------------
+The only write is step 5, atomic (one MULTI/EXEC on Redis). Then the caller:
+
+6. publishes :meth:`pending_outbox` to Kafka (ids in a header) and waits for the acks;
+7. :meth:`ack` s the entries (with the output end offsets, for outbox recovery);
+8. lets the consumer commit the input offsets.
+
+* kill -9 before 5 completes: nothing was written; Kafka redelivers from the last
+  committed input offset; the same events give the same segments with the same ids
+  (deterministic, batch-cut independent).
+* between 5 and 7: the outbox still holds the entries; on restart the agent publishes
+  the outbox first (agents/outbox.py drops ids already on Kafka), then consumes; the
+  redelivered input is skipped by offset.
+* between 7 and 8: redelivered input is skipped by offset; nothing is sent twice.
+
+The engine assumes it is its partition's only writer while it lives (Kafka's group
+assignment): create a new engine when a partition is (re)assigned.
+
+Any exception inside a step drops the cached meta, so the next step reloads it (an
+EXEC whose reply was lost may or may not have applied: the offsets sort it out).
+:meth:`advance_to` (idle partition timers) and :meth:`flush` (end of input) are steps
+without events.
+
+>>> from intentstream.stream.state.memory import MemorySessionStore
+>>> eng = SessionEngine(MemorySessionStore(), partition=0)
+>>> def line(i, user, minute, typ):
+...     return (i, b'{"event_id":"e%d","user_id":"%s","ts":%d,"type":"%s"}' % (i, user.encode(), 1767607200000 + minute * 60000, typ.encode()))
+>>> r = eng.process([line(0, "alice", 0, "page_view"), line(1, "alice", 1, "click"), line(2, "bob", 30, "login"), (3, b"oops")])
+>>> r.counters["events"], r.invalid, r.segments
+(3, {'not_json': 1}, [])
+>>> r = eng.process([line(4, "bob", 40, "page_view")])  # bob's event moves the watermark past alice's gap
+>>> [(s.user_id, s.interactions, s.closed_by) for s in r.segments]
+[('alice', 2, 'inactivity')]
+>>> eng.process([line(4, "bob", 40, "page_view")]).counters["redelivered"]
+1
+>>> [e.topic for e in eng.pending_outbox()]
+['clickstream.dlq', 'segments']
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from intentstream.stream import codec
+from intentstream.stream.contract.events import Event, Rejection, parse_event
+from intentstream.stream.sessions.segments import IntentSegment
+from intentstream.stream.sessions.sessionizer import (
+    DUPLICATE,
+    Outputs,
+    SessionConfig,
+    UserState,
+    accept_fields,
+    advance,
+    flush,
+    next_due,
+)
+from intentstream.stream.decisions.decider import Decider, TriggerHit
+from intentstream.stream.decisions.contract import Decision, Persona
+from intentstream.stream.settings import Settings, load_settings
+from intentstream.stream.state import CommitBatch, OutboxEntry, PartitionMeta, SessionStore
+from intentstream.stream.triggers.rules import EXTRA_TYPES, trigger_extra
+from intentstream.stream.contract.dead_letter import dead_letter_record
+
+_END = 1 << 62  # "end of time" for flushes
+_EXTRA_TYPES = EXTRA_TYPES
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input that failed the event contract, with where it came from."""
+
+    offset: int
+    reason: str
+    detail: str
+    raw: bytes
+
+
+@dataclass
+class StepResult:
+    """What one step did. ``counters``: events (valid, new offsets), late, duplicates,
+    redelivered, segments, invalid; ``invalid`` splits the invalid count by reason."""
+
+    segments: list[IntentSegment] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    rejections: list[Rejected] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)
+    invalid: dict[str, int] = field(default_factory=dict)
+    watermark: int = 0
+    offset: int = -1
+    #: the outbox entries this step committed (what the caller publishes next)
+    outbox: list[OutboxEntry] = field(default_factory=list)
+
+
+class SessionEngine:
+    """Sessions and intent segments of one partition (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        partition: int,
+        settings: Settings | None = None,
+        *,
+        config: SessionConfig | None = None,
+        cache_users: int | None = None,
+        decider: Decider | None = None,
+    ) -> None:
+        settings = settings or load_settings(env={})
+        self.store = store
+        # the fatigue ledger behind the decider is the only state outside ``store``: on
+        # Redis it is atomic per user and idempotent by action_id (see intentstream.stream.decisions.fatigue)
+        self.decider = decider or Decider.from_settings(settings, store.ledger())
+        self.actions_prefix = settings.topics.actions_prefix
+        self.audit_topic = settings.topics.audit
+        self.experiment = settings.fatigue.holdout_experiment
+        self.partition = partition
+        self.cfg = config or SessionConfig.from_settings(settings)
+        self.segments_topic = settings.topics.segments
+        self.dead_letter_topic = settings.topics.dead_letter
+        self.source_topic = settings.topics.clickstream
+        self.cache_users = settings.sessions.engine_cache_users if cache_users is None else cache_users
+        self._meta: PartitionMeta | None = None
+        # Write-back cache of decoded user states, equal to what the store holds after the
+        # last successful commit (this engine is the partition's only writer while it lives).
+        self._cache: dict[str, tuple[UserState, int | None]] = {}  # user -> (state, due)
+
+    # -- steps --
+
+    def process(self, batch: Sequence[tuple[int, bytes]]) -> StepResult:
+        """Apply a batch of (offset, raw message) in offset order."""
+        return self._step([(off, raw, None) for off, raw in batch])
+
+    def process_parsed(self, batch: Sequence[tuple[int, bytes, Event | Rejection | None]]) -> StepResult:
+        """Like :meth:`process` for inputs already parsed (None: parse here)."""
+        return self._step(batch)
+
+    def advance_to(self, ts_ms: int) -> StepResult:
+        """Raise the watermark to ``ts_ms`` without events (idle partition timer)."""
+        return self._step([], advance_to=ts_ms)
+
+    def flush(self) -> StepResult:
+        """End of input: close every open session (``end_of_input``) and late run."""
+        return self._step([], final=True)
+
+    # -- outbox --
+
+    def pending_outbox(self) -> list[OutboxEntry]:
+        return self.store.outbox(self.partition)
+
+    def ack(self, ids: Iterable[str], output_offsets: Mapping[tuple[str, int], int] | None = None) -> None:
+        self.store.ack_outbox(self.partition, ids, output_offsets)
+
+    @property
+    def meta(self) -> PartitionMeta:
+        if self._meta is None:
+            self._meta = self.store.load_partition(self.partition)
+        return self._meta
+
+    # -- the step --
+
+    def _step(self, items: Sequence[tuple[int, bytes, Any]], advance_to: int | None = None, final: bool = False) -> StepResult:
+        try:
+            return self._run(items, advance_to, final)
+        except BaseException:
+            self._meta = None  # unknown outcome: reload everything from the store next time
+            self._cache = {}
+            raise
+
+    def _run(self, items: Sequence[tuple[int, bytes, Any]], advance_to: int | None, final: bool) -> StepResult:
+        cfg, store, p = self.cfg, self.store, self.partition
+        meta = self.meta
+        res = StepResult()
+        counters = res.counters
+        entries: list[OutboxEntry] = []
+        seq = meta.ob
+        hi = meta.hi
+        lateness = cfg.lateness_ms
+        events: list[tuple[int, Event]] = []
+        max_ts = -1
+        for off, raw, ev in items:
+            if off <= meta.hi:
+                counters["redelivered"] += 1
+                continue
+            if off > hi:
+                hi = off
+            if ev is None:
+                ev = parse_event(raw)
+            if type(ev) is not Event:
+                res.invalid[ev.reason] = res.invalid.get(ev.reason, 0) + 1
+                res.rejections.append(Rejected(off, ev.reason, ev.detail, bytes(raw)))
+                record = dead_letter_record(bytes(raw), ev, f"{self.source_topic}:{p}:{off}")
+                entries.append(OutboxEntry(seq, f"dlq:{p}:{off}", self.dead_letter_topic, None, codec.dumps(record)))
+                seq += 1
+                continue
+            events.append((off, ev))
+            if ev.ts_ms > max_ts:
+                max_ts = ev.ts_ms
+        counters["invalid"] = sum(res.invalid.values())
+        if not events and advance_to is None and not final and hi == meta.hi:
+            res.watermark, res.offset = meta.wm, meta.hi
+            return res  # only redeliveries: nothing to write
+
+        wm = meta.wm
+        final_wm = max(wm, max_ts - lateness, advance_to if advance_to is not None else wm)
+        wanted = {ev.user_id for _, ev in events}
+        due_now = store.due_users(p, _END if final else final_wm)
+        wanted.update(due_now)
+        cache = self._cache
+        states: dict[str, UserState] = {}
+        dues: dict[str, int | None] = {}
+        missing = []
+        for u in wanted:
+            hit = cache.get(u)
+            if hit is None:
+                missing.append(u)
+            else:
+                states[u], dues[u] = hit
+        if missing:
+            loaded = store.load_users(p, missing)
+            for u in missing:
+                data = loaded.get(u)
+                st = states[u] = UserState.load(u, data) if data is not None else UserState(u)
+                dues[u] = next_due(st, cfg)
+        old_dues = dict(dues)
+        touched: set[str] = set()
+        decisions: list[Decision] = []
+        # closed segments and (user_id, Fired), in the order they happen; each trigger is
+        # decided the moment it fires
+        out = Outputs(lambda st, f: decisions.append(self._decide(st, f)))
+
+        n_late = n_dup = n_redel = 0
+        for off, ev in events:
+            ts = ev.ts_ms
+            if ts - lateness > wm:
+                wm = ts - lateness
+            u = ev.user_id
+            st = states[u]
+            if off <= st.hi:
+                n_redel += 1
+                continue
+            touched.add(u)
+            st.hi = off
+            typ = ev.type
+            mch = ev.props.get("channel") if typ == "unsubscribe" else None
+            extra = trigger_extra(ev) if typ in _EXTRA_TYPES else None
+            code = accept_fields(st, ts, ev.event_id, typ, ev.device, ev.channel, ev.amount, ev.tz, mch, wm, cfg, out, extra)
+            if code:
+                if code == DUPLICATE:
+                    n_dup += 1
+                else:
+                    n_late += 1
+        if advance_to is not None and advance_to > wm:
+            wm = advance_to
+        # Releases and expiries, deferred to the end of the step (see sessions.accept):
+        # every user with events and every user the watermark made due, by (due, user).
+        todo = touched.union(u for u in due_now if (d := dues[u]) is not None and d <= wm)
+        order = sorted(todo, key=lambda u: (dues[u] if dues[u] is not None else wm, u))
+        for u in order:
+            st = states[u]
+            h = st.mx - lateness
+            advance(st, h if h > wm else wm, cfg, out)
+            dues[u] = next_due(st, cfg)
+        touched.update(order)
+        if final:
+            for u in sorted(states):
+                st = states[u]
+                if st.buf or st.sess is not None or st.late is not None:
+                    flush(st, cfg, out)
+                    touched.add(u)
+                    dues[u] = None
+
+        segments = [o for o in out if type(o) is IntentSegment]
+        for seg in segments:
+            entries.append(OutboxEntry(seq, seg.segment_id, self.segments_topic, seg.user_id.encode(), codec.dumps(seg.to_dict())))
+            seq += 1
+        if decisions:
+            res.decisions = decisions
+            for d in decisions:
+                value = codec.dumps(d.to_dict())
+                key = d.user_id.encode()
+                if d.is_delivery:
+                    entries.append(OutboxEntry(seq, f"{d.action_id}:{d.channel}", self.actions_prefix + d.channel, key, value))
+                    seq += 1
+                entries.append(OutboxEntry(seq, f"{d.action_id}:audit", self.audit_topic, key, value))
+                seq += 1
+                counters[f"decision:{d.trigger}:{d.channel}:{d.status}"] += 1
+            counters["decisions"] = len(decisions)
+            for u in {d.user_id for d in decisions}:  # feedback timers moved their due time
+                dues[u] = next_due(states[u], cfg)
+        counters["events"] = len(events)
+        counters["late"] = n_late
+        counters["duplicates"] = n_dup
+        counters["redelivered"] += n_redel
+        counters["segments"] = len(segments)
+        new_meta = PartitionMeta(hi=hi, wm=wm, ob=seq)
+        # due index: users whose due changed, and users read from the store (self-healing
+        # an index a partial write left behind, see intentstream.stream.state.redis.sessions)
+        reread = set(missing)
+        changed = {u: d for u, d in dues.items() if d != old_dues[u] or u in reread}
+        store.commit(p, CommitBatch(new_meta, {u: states[u].dump(cfg) for u in sorted(touched)}, changed, entries))
+        self._meta = new_meta
+        if self.cache_users > 0:
+            for u in touched:  # most recently used last; evict the oldest
+                cache.pop(u, None)
+                cache[u] = (states[u], dues[u])
+            for u in reread - touched:
+                cache[u] = (states[u], dues[u])
+            while len(cache) > self.cache_users:
+                del cache[next(iter(cache))]
+        res.segments = segments
+        res.outbox = entries
+        res.watermark, res.offset = wm, hi
+        return res
+
+    def _decide(self, st: UserState, f: Any) -> Decision:
+        """A fired trigger -> its decision (catalogue + fatigue ledger), at once.
+
+        The persona a decision sees is the behaviour persona of the user's latest closed
+        segment when the trigger fired (stage and main activity): a pure function of the
+        user's own events, so replay and live choose the same strategy. A sent or
+        deferred message arms the user's feedback timer (ignored after ``[triggers]
+        feedback_ignore_s``)."""
+        persona = None
+        if f.persona:
+            stage, activity = f.persona
+            persona = Persona(f"{stage}/{activity}", f"{stage} · {activity}", stage, activity)
+        hit = TriggerHit.from_fired(
+            st.user_id, f, tz=st.prof.tz or self.cfg.default_tz, opt_outs=st.prof.opt_outs,
+            persona=persona, experiment=self.experiment,
+        )  # fmt: skip
+        d = self.decider.decide(hit).decision
+        rules = self.cfg.triggers
+        if d.is_delivery and rules is not None:
+            rules.on_delivery(st.trig, d.action_id, d.trigger, d.delivery_at)
+        return d

@@ -1,0 +1,95 @@
+"""Redis :class:`~intentstream.stream.personas.model.PersonaStore`: the personas agent's checkpoint and the
+users' clusters that trigger workers read.
+
+Key layout (``stream/state/redis/keys.py``; ``P`` = ``[redis] key_prefix``):
+
+``P:pers:ckpt``    string, the latest ``PersonaModel.checkpoint()`` (model + statistics)
+``P:pers:users``   hash, user_id -> cluster id of the user's persona (decimal text)
+``P:pers:labels``  hash, cluster id -> JSON ``{"stage", "urgency", "activity", "zh", "en"}``
+
+Single writer: only the personas agent writes (River models cannot be merged, so one
+process learns; see :mod:`intentstream.stream.personas.model`). A checkpoint and its labels are written in
+one MULTI/EXEC transaction, so readers never see labels of another model state. Users'
+clusters are written in pipelined HSET batches as they change, possibly ahead of the
+checkpoint; after a restart the agent replays the segments after the checkpoint and
+writes the same values again (learning is deterministic).
+
+Trust: the checkpoint holds a pickle; this store is the product's own Redis, written only
+by the personas agent. Do not point it at a Redis others can write to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from intentstream.stream import codec
+from intentstream.stream.state.redis.keys import checkpoint_key, labels_key, users_key
+
+
+class RedisPersonaStore:
+    """:class:`~intentstream.stream.personas.model.PersonaStore` on a ``redis.Redis`` client (bytes or str replies)."""
+
+    def __init__(self, client: Any, key_prefix: str = "is", *, batch: int = 1000) -> None:
+        self.client = client
+        self.key_prefix = key_prefix
+        self.batch = batch
+        self.ckpt_key = checkpoint_key(key_prefix)
+        self.users_key = users_key(key_prefix)
+        self.labels_key = labels_key(key_prefix)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RedisPersonaStore:  # settings: intentstream.stream.settings.Settings
+        import redis
+
+        rs = settings.redis
+        client = redis.Redis.from_url(rs.url, password=rs.password or None, socket_timeout=rs.socket_timeout_s)
+        return cls(client, rs.key_prefix)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- writer ---------------------------------------------------------------------------
+
+    def save_checkpoint(self, checkpoint: bytes, labels: Mapping[int, Mapping[str, str]]) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.ckpt_key, checkpoint)
+        pipe.delete(self.labels_key)
+        if labels:
+            pipe.hset(self.labels_key, mapping={str(c): codec.dumps(dict(v)) for c, v in sorted(labels.items())})
+        pipe.execute()
+
+    def set_assignments(self, assignments: Mapping[str, int]) -> None:
+        items = list(assignments.items())
+        if not items:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for i in range(0, len(items), self.batch):
+            pipe.hset(self.users_key, mapping={u: str(c) for u, c in items[i : i + self.batch]})
+        pipe.execute()
+
+    def delete_all(self) -> None:
+        """Forget the model and every assignment (start over deliberately)."""
+        self.client.delete(self.ckpt_key, self.users_key, self.labels_key)
+
+    # -- readers --------------------------------------------------------------------------
+
+    def load_checkpoint(self) -> bytes | None:
+        data = self.client.get(self.ckpt_key)
+        if data is None:
+            return None
+        return data if isinstance(data, bytes) else data.encode("latin-1")
+
+    def get_assignment(self, user_id: str) -> int | None:
+        value = self.client.hget(self.users_key, user_id)
+        return None if value is None else int(value)
+
+    def get_assignments(self, user_ids: Iterable[str]) -> list[int | None]:
+        ids = list(user_ids)
+        if not ids:
+            return []
+        return [None if v is None else int(v) for v in self.client.hmget(self.users_key, ids)]
+
+    def get_labels(self) -> dict[int, dict[str, str]]:
+        raw = self.client.hgetall(self.labels_key)
+        return {int(c): codec.loads(v) for c, v in raw.items()}
