@@ -6,11 +6,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    INTENTSTREAM_CONFIG_DIR=/app/config \
     INTENTSTREAM_WORKER__DATA_DIR=/tmp/intentstream-data
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY stream ./stream
 COPY agents ./agents
 COPY config ./config
