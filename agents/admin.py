@@ -14,12 +14,11 @@ from typing import Any
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
+from intentstream.agents.kafka import admin_client
+from intentstream.agents.topic_names import ACTION_CHANNELS
 from intentstream.stream.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: Channels with an outbound action topic ``<topics.actions_prefix><channel>``.
-ACTION_CHANNELS: tuple[str, ...] = ("push", "sms", "email", "in_app", "coupon")
 
 CREATED = "created"
 EXISTS = "exists"
@@ -43,14 +42,6 @@ def product_topics(settings: Settings) -> dict[str, int]:
         t.alerts,
     ]
     return {name: t.partitions for name in names}
-
-
-def admin_client(settings: Settings, **overrides: Any) -> KafkaAdminClient:
-    """A kafka-python admin client from the settings' connection options."""
-    opts = settings.kafka.kafka_python_options()
-    opts.setdefault("request_timeout_ms", 30000)
-    opts.update(overrides)
-    return KafkaAdminClient(**opts)
 
 
 def ensure_topics(

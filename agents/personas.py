@@ -1,20 +1,22 @@
-"""The personas single writer: the ``segments`` topic -> :class:`~intentstream.stream.personas.model.PersonaService`
+"""The personas single writer: the ``segments`` topic -> :class:`~intentstream.stream.personas.service.PersonaService`
 -> Redis, learned by exactly one process at a time.
 
 River models cannot be merged, so one process learns (``docs/personas.md``). Any number
 of :class:`PersonaWriter` may run — ``intentstream personas`` processes, or one inside
-each worker (:func:`start_in_worker`) — and a Redis **lease** decides which one:
+each worker (:func:`start_in_worker`) — and a Redis lease
+(:class:`~intentstream.stream.state.redis.lease.RedisWriterLease`, ``P:pers:writer``)
+decides which one: the holder renews it every ``lease_renew_s``; the others retry every
+``acquire_interval_s`` as hot standby and take over within about ``lease_ttl_s`` of a
+crash. A graceful stop checkpoints, then releases the lease, so a standby takes over at
+once. Every write of the holder goes through the lease's fenced store, so a holder that
+lost the lease without noticing gets :class:`~intentstream.stream.state.lease.LeaseLost`
+and goes back to standby (:mod:`intentstream.stream.state.lease`).
 
-* ``SET P:pers:writer <token> NX PX lease_ttl_s`` takes it; the holder renews it every
-  ``lease_renew_s`` with a compare-and-set script (``PEXPIRE`` only if the value is still
-  its token); the others retry every ``acquire_interval_s`` as hot standby and take over
-  within about ``lease_ttl_s`` of a crash. A graceful stop checkpoints, then deletes the
-  lease (compare-and-delete), so a standby takes over at once.
-* **Fencing.** Every write of the holder — users' clusters, checkpoint + labels — is a Lua
-  script that first checks the lease still holds its token, so a holder that lost the
-  lease without noticing (a long pause, a network partition) can never overwrite its
-  successor's state; its next write raises :class:`LeaseLost` and it goes back to
-  standby. Safety does not depend on clocks or on renewing in time.
+This module is the driver only: Kafka in, Redis out. What it does with the records is
+the engine's: the order across partitions and the offsets a checkpoint holds
+(:mod:`intentstream.stream.personas.merge`), parsing and learning them
+(:mod:`intentstream.stream.personas.records`), the model and its checkpoints
+(:mod:`intentstream.stream.personas.service`).
 
 **Exactly once in effect.** On gaining the lease the writer restores the last checkpoint
 (``PersonaService.start``), whose ``meta["offsets"]`` holds, per partition of the topic,
@@ -25,320 +27,42 @@ what the checkpointed model has learned. After a crash the successor restores th
 as of the checkpoint and re-learns the records after it: each record is learned once by
 the model that survives. Users' clusters written ahead of the checkpoint are written
 again with the same values by the replay, because the replay learns the same records in
-the same order.
-
-**Order across partitions** (:class:`PartitionMerger`). Kafka orders records only within
-a partition; in which order a consumer *sees* records of different partitions depends on
-fetch timing, which differs between a live run and a replay. The writer therefore does not
-learn in arrival order: it learns the partitions' records merged by (record timestamp,
-partition, offset), each partition in offset order, taking the smallest head only once no
-partition can still deliver a smaller one — every partition either has a record buffered,
-or was read to its end (position = high watermark) at a time at least ``merge_grace_s``
-after the candidate's timestamp. That order is a function of the records alone, so a
-replay from a checkpoint continues it exactly (the merge state is just the per-partition
-positions, which the checkpoint holds). The one assumption: a record becomes visible to
-the writer less than ``merge_grace_s`` after its timestamp (the worker's outbox producer
-stamps records at send time, ``linger_ms=5``, ``acks=all``; the writer's fetch long-poll
-adds up to 0.1 s). A record delayed longer (a producer's clock behind the writer's by more than
-the grace, a send retried for seconds) is learned when it arrives, so that stretch of a
-live run may differ from a replay; both orders are valid, and only the model's last
-few-hundred-segment influence differs — learning is a running mean. The price is up to
-``merge_grace_s`` of latency while a partition is idle.
+the same order (:class:`~intentstream.stream.personas.merge.PartitionMerger`). The
+merge's one assumption: a record becomes visible to the writer less than
+``merge_grace_s`` after its timestamp (the worker's outbox producer stamps records at
+send time, ``linger_ms=5``, ``acks=all``; the writer's fetch long-poll adds up to 0.1 s).
 
 Malformed records (tombstones, not JSON, not an object, a missing or mistyped segment
 field) are counted by reason and skipped; their offsets still advance. Redis outages: the
 writer waits and retries with backoff (``retry_max_s``), never skipping a segment.
-
-Redis Cluster: the fenced scripts touch the lease, checkpoint, labels and users keys
-together, so they must share a hash slot; the product uses a single Redis (primary +
-replicas), where this holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import socket
 import time
-import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, fields
-from typing import Any, NamedTuple, TypeVar
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from intentstream.stream import codec
-from intentstream.stream.state.redis.keys import writer_lease_key
-from intentstream.stream.personas.model import CheckpointError, PersonaService
-from intentstream.stream.sessions.segments import IntentSegment
+from intentstream.stream.personas.checkpoint import CheckpointError
+from intentstream.stream.personas.merge import PartitionMerger, SegmentRecord, checkpoint_meta, saved_offsets
+from intentstream.stream.personas.records import learn_records
+from intentstream.stream.personas.service import PersonaService
 from intentstream.stream.settings import PersonaWriterSettings, Settings
-from intentstream.stream.state.redis.personas import RedisPersonaStore
+from intentstream.stream.state.lease import LeaseLost, WriterLease
+from intentstream.stream.state.redis.client import make_client
+from intentstream.stream.state.redis.lease import RedisWriterLease
 
 log = logging.getLogger("intentstream.personas")
 T = TypeVar("T")
 
-__all__ = [
-    "LeaseLost",
-    "MalformedSegment",
-    "PartitionMerger",
-    "PersonaWriter",
-    "RedisLease",
-    "SegmentRecord",
-    "FencedPersonaStore",
-    "parse_segment",
-    "start_in_worker",
-]
-
-
-# --------------------------------------------------------------------------- records
-
-
-class MalformedSegment(ValueError):
-    """A ``segments`` record that is not a closed intent segment; ``reason`` is a short code:
-    ``empty``, ``not_json``, ``not_object``, ``missing_field``, ``bad_field_type`` (the
-    writer also counts ``learn_failed``: a valid record the model raised on, logged)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
-def _check_str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _check_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check_float(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _check_counts(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(k, str) and _check_float(n) for k, n in v.items())
-
-
-_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "str": _check_str, "int": _check_int, "float": _check_float, "dict[str, int]": _check_counts,
-}  # fmt: skip
-#: (field, required, type check) for every field of IntentSegment, from the dataclass itself.
-_SEGMENT_FIELDS: tuple[tuple[str, bool, Callable[[Any], bool]], ...] = tuple(
-    (f.name, f.default is MISSING and f.default_factory is MISSING, _CHECKS.get(str(f.type), lambda v: True))
-    for f in fields(IntentSegment)
-)
-
-
-def parse_segment(value: bytes | None) -> dict[str, Any]:
-    """A ``segments`` record value (``IntentSegment.to_dict()`` JSON) as a dict the model can
-    learn, or :class:`MalformedSegment`. Every field :class:`~intentstream.stream.sessions.segments.IntentSegment`
-    declares is type-checked (required ones must be present; ``user_id`` non-empty).
-
-    >>> seg = parse_segment(b'{"user_id":"u1","session_id":"s","segment_id":"s:0","seq":0,'
-    ...     b'"start_ms":1,"end_ms":2,"duration_min":0.5,"interactions":3,"intent":"coupon",'
-    ...     b'"intent_strength":0.7,"urgency":"medium","main_activity":"coupon_oriented",'
-    ...     b'"kyc_status":"not_started","transaction_status":"none","behaviour_stage":"exploring",'
-    ...     b'"lifecycle_stage":"introduction","type_counts":{"coupon_view":3}}')
-    >>> seg["user_id"], seg["interactions"]
-    ('u1', 3)
-    >>> for bad in (None, b"{", b"[1]", b'{"user_id":"u1"}', codec.dumps({**seg, "amount": "9"})):
-    ...     try:
-    ...         parse_segment(bad)
-    ...     except MalformedSegment as exc:
-    ...         print(exc.reason)
-    empty
-    not_json
-    not_object
-    missing_field
-    bad_field_type
-    """
-    if not value:
-        raise MalformedSegment("empty")
-    try:
-        d = codec.loads(value)
-    except codec.JSONDecodeError as exc:
-        raise MalformedSegment("not_json", str(exc)[:80]) from None
-    if not isinstance(d, dict):
-        raise MalformedSegment("not_object", type(d).__name__)
-    for name, required, check in _SEGMENT_FIELDS:
-        v = d.get(name)
-        if v is None:
-            if required:
-                raise MalformedSegment("missing_field", name)
-            continue
-        if not check(v):
-            raise MalformedSegment("bad_field_type", name)
-    if not d["user_id"]:
-        raise MalformedSegment("bad_field_type", "user_id")
-    return d
-
-
-class SegmentRecord(NamedTuple):
-    """One fetched record of the ``segments`` topic (timestamp in epoch ms)."""
-
-    partition: int
-    offset: int
-    timestamp: int
-    value: bytes | None
-
-
-class PartitionMerger:
-    """Per-partition buffers of fetched records, released in a deterministic order.
-
-    :meth:`release` repeatedly takes the head with the smallest (timestamp, partition,
-    offset), but only while no partition could still deliver a smaller one: every
-    partition has a buffered record, or its ``horizon`` (the wall-clock ms at which it was
-    last seen read to its end; None = unknown, not at its end) is more than ``grace_ms``
-    past the candidate's timestamp. Within a partition, offset order always holds. The
-    released sequence depends only on the records, not on how they were fetched:
-
-    >>> recs = {0: [(0, 10), (1, 30)], 1: [(0, 20), (1, 25)]}  # partition: [(offset, ts)]
-    >>> def run(chunks):
-    ...     m, out = PartitionMerger([0, 1]), []
-    ...     for p, recs_ in chunks:
-    ...         m.add(SegmentRecord(p, o, ts, None) for o, ts in recs_)
-    ...         out += m.release({0: None, 1: None}, grace_ms=0)
-    ...     out += m.release({0: 10**6, 1: 10**6}, grace_ms=0)  # both read to their end
-    ...     return [(r.partition, r.offset) for r in out]
-    >>> run([(0, recs[0]), (1, recs[1])]) == run([(1, recs[1][:1]), (0, recs[0]), (1, recs[1][1:])])
-    True
-    >>> run([(0, recs[0]), (1, recs[1])])
-    [(0, 0), (1, 0), (1, 1), (0, 1)]
-    >>> m = PartitionMerger([0, 1]); m.add([SegmentRecord(0, 0, 1000, None)])
-    >>> m.release({1: 2500}, grace_ms=2000), len(m.release({1: 3500}, grace_ms=2000))
-    ([], 1)
-    """
-
-    def __init__(self, partitions: Iterable[int]) -> None:
-        self.buffers: dict[int, deque[SegmentRecord]] = {p: deque() for p in sorted(partitions)}
-
-    def add(self, records: Iterable[SegmentRecord]) -> None:
-        for r in records:
-            self.buffers[r.partition].append(r)
-
-    def size(self, partition: int) -> int:
-        return len(self.buffers[partition])
-
-    def __len__(self) -> int:
-        return sum(len(b) for b in self.buffers.values())
-
-    def release(self, horizons: Mapping[int, int | None], grace_ms: int, limit: int | None = None) -> list[SegmentRecord]:
-        out: list[SegmentRecord] = []
-        buffers = self.buffers
-        while limit is None or len(out) < limit:
-            best: SegmentRecord | None = None
-            bound = math.inf  # a head at or after this could be preceded by a record not yet seen
-            for p, buf in buffers.items():
-                if buf:
-                    r = buf[0]
-                    if best is None or (r.timestamp, p, r.offset) < (best.timestamp, best.partition, best.offset):
-                        best = r
-                else:
-                    h = horizons.get(p)
-                    if h is None:
-                        return out
-                    bound = min(bound, h - grace_ms)
-            if best is None or best.timestamp >= bound:
-                return out
-            buffers[best.partition].popleft()
-            out.append(best)
-        return out
-
-
-# --------------------------------------------------------------------------- lease + fenced store
-
-
-class LeaseLost(RuntimeError):
-    """This writer no longer holds the single-writer lease; its writes were refused."""
-
-
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-# KEYS: lease, checkpoint, labels. ARGV: token, checkpoint bytes, label field, value, ...
-_SAVE_CHECKPOINT = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('set', KEYS[2], ARGV[2])
-redis.call('del', KEYS[3])
-if #ARGV > 2 then redis.call('hset', KEYS[3], unpack(ARGV, 3)) end
-return 1
-"""
-# KEYS: lease, users hash. ARGV: token, user, cluster, user, cluster, ...
-_SET_ASSIGNMENTS = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('hset', KEYS[2], unpack(ARGV, 2))
-return 1
-"""
-
-
-class RedisLease:
-    """The single-writer lease: a Redis string holding the holder's token, with a TTL.
-
-    Blocking calls (redis-py); the writer runs them in a thread.
-    """
-
-    def __init__(self, client: Any, key: str, ttl_s: float, owner: str) -> None:
-        self.client = client
-        self.key = key
-        self.ttl_ms = max(1, int(ttl_s * 1000))
-        self.owner = owner
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
-
-    def try_acquire(self) -> str | None:
-        """A new token if the lease was free (now ours for ``ttl_s``), else None."""
-        token = f"{self.owner}:{uuid.uuid4().hex[:12]}"
-        return token if self.client.set(self.key, token, nx=True, px=self.ttl_ms) else None
-
-    def renew(self, token: str) -> bool:
-        """Extend the lease to ``ttl_s`` from now if ``token`` still holds it."""
-        return bool(self._renew(keys=[self.key], args=[token, self.ttl_ms]))
-
-    def release(self, token: str) -> bool:
-        """Give the lease up if ``token`` holds it (a standby can take it at once)."""
-        return bool(self._release(keys=[self.key], args=[token]))
-
-    def holder(self) -> str | None:
-        value = self.client.get(self.key)
-        return value.decode() if isinstance(value, bytes) else value
-
-
-class FencedPersonaStore(RedisPersonaStore):
-    """:class:`RedisPersonaStore` whose writes succeed only while ``token`` holds the lease
-    (one Lua script per write: check the lease, then write); otherwise :class:`LeaseLost`.
-    Readers and the key layout are unchanged."""
-
-    def __init__(self, client: Any, key_prefix: str, lease_key: str, token: str, *, batch: int = 1000) -> None:
-        super().__init__(client, key_prefix, batch=batch)
-        self.lease_key = lease_key
-        self.token = token
-        self._save = client.register_script(_SAVE_CHECKPOINT)
-        self._assign = client.register_script(_SET_ASSIGNMENTS)
-
-    def save_checkpoint(self, checkpoint: bytes, labels: Mapping[int, Mapping[str, str]]) -> None:
-        args: list[Any] = [self.token, checkpoint]
-        for c, v in sorted(labels.items()):
-            args += [str(c), codec.dumps(dict(v))]
-        if not self._save(keys=[self.lease_key, self.ckpt_key, self.labels_key], args=args):
-            raise LeaseLost("checkpoint refused: the lease is held by another writer")
-
-    def set_assignments(self, assignments: Mapping[str, int]) -> None:
-        items = list(assignments.items())
-        for i in range(0, len(items), self.batch):
-            args: list[Any] = [self.token]
-            for u, c in items[i : i + self.batch]:
-                args += [u, str(c)]
-            if not self._assign(keys=[self.lease_key, self.users_key], args=args):
-                raise LeaseLost("users' clusters refused: the lease is held by another writer")
+__all__ = ["PersonaWriter", "start_in_worker"]
 
 
 # --------------------------------------------------------------------------- the writer
@@ -359,7 +83,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 
 def consumer_options(settings: Settings) -> dict[str, Any]:
     """aiokafka connection options (SASL/TLS as the worker's) for the writer's consumer."""
-    from intentstream.agents.app import aiokafka_options
+    from intentstream.agents.kafka import aiokafka_options
 
     return aiokafka_options(settings, "personas")
 
@@ -381,7 +105,7 @@ class PersonaWriter:
     ``malformed.<reason>``, ``records`` (fetched), ``checkpoints``, ``terms`` (leases
     gained), ``lease_lost``, ``store_retries`` (Redis outages), ``kafka_errors`` (the
     consumer is rebuilt from the learned offsets; model and lease are kept). ``service``
-    is the current holder's :class:`~intentstream.stream.personas.model.PersonaService` (None while standby).
+    is the current holder's :class:`~intentstream.stream.personas.service.PersonaService` (None while standby).
     """
 
     def __init__(self, settings: Settings, *, owner: str | None = None, redis_client: Any = None) -> None:
@@ -414,10 +138,7 @@ class PersonaWriter:
 
     def _client_for(self) -> Any:
         if self._client is None:
-            import redis
-
-            rs = self.settings.redis
-            self._client = redis.Redis.from_url(rs.url, password=rs.password or None, socket_timeout=rs.socket_timeout_s)
+            self._client = make_client(self.settings.redis)
         return self._client
 
     async def _sleep(self, seconds: float) -> None:
@@ -464,7 +185,7 @@ class PersonaWriter:
     async def run(self, stop: asyncio.Event) -> None:
         """Standby, lead, standby, ... until ``stop`` is set."""
         client = self._client_for()
-        lease = RedisLease(client, writer_lease_key(self.settings.redis.key_prefix), self.cfg.lease_ttl_s, self.owner)
+        lease = RedisWriterLease(client, self.settings.redis.key_prefix, self.cfg.lease_ttl_s, self.owner)
         self._stop = stop
         try:
             while not stop.is_set():
@@ -489,14 +210,14 @@ class PersonaWriter:
                 self._client.close()
                 self._client = None
 
-    async def _lead(self, lease: RedisLease, token: str) -> None:
+    async def _lead(self, lease: WriterLease, token: str) -> None:
         self.token = token
         self._lost = lost = asyncio.Event()
         renewer = asyncio.create_task(self._renew_loop(lease, token, lost), name="personas-lease-renew")
         consumer = None
         graceful = False
         try:
-            store = FencedPersonaStore(lease.client, self.settings.redis.key_prefix, lease.key, token)
+            store = lease.fenced_store(token)
             try:
                 svc = await self._retrying("restore checkpoint", lambda: PersonaService.start(self.settings, store))
             except CheckpointError:
@@ -542,16 +263,16 @@ class PersonaWriter:
             self._lost = None
 
     def _saved_offsets(self, meta: Mapping[str, Any]) -> dict[int, int]:
-        topic = meta.get("topic")
-        if topic is not None and topic != self.topic:
-            log.warning("checkpoint offsets are for topic %r, not %r: reading it from the beginning", topic, self.topic)
+        offsets = saved_offsets(meta, self.topic)
+        if offsets is None:
+            log.warning("checkpoint offsets are for topic %r, not %r: reading it from the beginning", meta.get("topic"), self.topic)
             return {}
-        return {int(p): int(o) for p, o in (meta.get("offsets") or {}).items()}
+        return offsets
 
     def _meta(self) -> dict[str, Any]:
-        return {"topic": self.topic, "offsets": {str(p): o for p, o in sorted(self.offsets.items())}, "writer": self.owner}
+        return checkpoint_meta(self.topic, self.offsets, self.owner)
 
-    async def _renew_loop(self, lease: RedisLease, token: str, lost: asyncio.Event) -> None:
+    async def _renew_loop(self, lease: WriterLease, token: str, lost: asyncio.Event) -> None:
         while True:
             await asyncio.sleep(self.cfg.lease_renew_s)
             try:
@@ -643,7 +364,7 @@ class PersonaWriter:
             ready = merger.release(horizons, grace_ms, limit=cfg.max_batch)
             backlog = len(ready) >= cfg.max_batch
             if ready:
-                await asyncio.to_thread(self._learn, svc, ready)
+                await asyncio.to_thread(learn_records, svc, ready, self.offsets, self.counters)
             now_ms = int(time.time() * 1000)
             meta = self._meta()
             if await self._retrying("checkpoint", lambda: svc.maybe_checkpoint(now_ms, meta=meta)):
@@ -654,27 +375,7 @@ class PersonaWriter:
                     log.info("topic %r gained partitions; reassigning", self.topic)
                     return True
 
-    def _learn(self, svc: PersonaService, records: list[SegmentRecord]) -> None:
-        """Learn records in the given order (in a thread); malformed ones are counted and skipped."""
-        counters, offsets = self.counters, self.offsets
-        for r in records:
-            try:
-                seg = parse_segment(r.value)
-            except MalformedSegment as exc:
-                counters["malformed"] += 1
-                counters[f"malformed.{exc.reason}"] += 1
-                log.debug("segments %d@%d skipped: %s", r.partition, r.offset, exc)
-            else:
-                try:
-                    svc.on_segment(seg)
-                    counters["learned"] += 1
-                except Exception:  # a bug on some valid-looking record: never a crash loop
-                    counters["malformed"] += 1
-                    counters["malformed.learn_failed"] += 1
-                    log.exception("segments %d@%d could not be learned; skipped", r.partition, r.offset)
-            offsets[r.partition] = r.offset + 1
-
-    async def _final_checkpoint(self, lease: RedisLease, token: str, svc: PersonaService) -> None:
+    async def _final_checkpoint(self, lease: WriterLease, token: str, svc: PersonaService) -> None:
         deadline = time.monotonic() + self.cfg.stop_timeout_s
         now_ms = int(time.time() * 1000)
         meta = self._meta()

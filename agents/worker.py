@@ -24,9 +24,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from intentstream.agents.admin import ensure_topics
-from intentstream.agents.app import Topics, aiokafka_options, create_app
+from intentstream.agents.app import Topics, create_app
+from intentstream.agents.kafka import aiokafka_options, kafka_python_options
 from intentstream.agents.outbox import ID_HEADER, already_published
 from intentstream.stream.engine.partitioning import partition_for
+from intentstream.stream.engine.watermark import idle_adoptions
 from intentstream.stream.settings import Settings
 from intentstream.stream.state import StoreUnavailable
 
@@ -102,7 +104,7 @@ class Pipeline:
         if pending:
             since = await self.retrying(f"partition {p} offsets", lambda: self.store.output_offsets(p))
             targets = [(e.id, e.topic, self.target_partition(e)) for e in pending]
-            kafka_opts = self.settings.kafka.kafka_python_options()
+            kafka_opts = kafka_python_options(self.settings.kafka)
             done = await asyncio.to_thread(already_published, kafka_opts, targets, since)
             if done:
                 await self.retrying(f"partition {p} ack", lambda: eng.ack(done))
@@ -154,19 +156,19 @@ class Pipeline:
                 return
             n = self.settings.topics.partitions
             metas = await self.retrying("watermarks", lambda: [self.store.load_partition(q) for q in range(n)])
-            top = max((m.wm for m in metas), default=0)
-            for p in idle:
+            # every partition's watermark from Redis (other workers' too); ours from our engines
+            wms = [self.engine(q).meta.wm if q in idle else m.wm for q, m in enumerate(metas)]
+            for p, wm in idle_adoptions(wms, idle):
                 eng = self.engine(p)
-                if top > eng.meta.wm:
-                    result = await self.retrying(f"partition {p} idle", lambda eng=eng: eng.advance_to(top))
-                    for name, value in result.counters.items():
-                        self.counters[name] += value
-                    await self.publish(p, eng)
+                result = await self.retrying(f"partition {p} idle", lambda eng=eng, wm=wm: eng.advance_to(wm))
+                for name, value in result.counters.items():
+                    self.counters[name] += value
+                await self.publish(p, eng)
 
 
 def build(settings: Settings) -> tuple[faust.App, Topics]:
     """The Faust app with its agents and timers wired to a :class:`Pipeline`."""
-    from intentstream.stream.engine.partition import SessionEngine
+    from intentstream.stream.engine.partition import PartitionEngine
     from intentstream.stream.state.redis.sessions import RedisSessionStore
 
     from intentstream.agents.personas import start_in_worker
@@ -183,13 +185,13 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
             if "p" not in state:
                 producer = AIOKafkaProducer(**aiokafka_options(settings, "outbox"), acks="all", enable_idempotence=True, linger_ms=0)
                 await producer.start()
-                pipe = Pipeline(settings, store, lambda p: SessionEngine(store, p, settings), producer)
+                pipe = Pipeline(settings, store, lambda p: PartitionEngine(store, p, settings), producer)
                 for name in topics.by_name():  # outputs go to explicit partitions: know how many
                     pipe.partition_counts[name] = len(await producer.partitions_for(name))
                 state["p"] = pipe
         return state["p"]
 
-    from intentstream.agents.ops import register as register_ops
+    from intentstream.agents.monitoring import register as register_ops
 
     # ops.metrics / ops.alerts every [ops] metrics_interval_s, /health and /metrics
     register_ops(app, lambda: state.get("p"), persona_writer, settings)

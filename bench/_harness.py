@@ -192,7 +192,7 @@ class Deployment:
         """Stop workers; delete created topics, the consumer group and the Redis keys."""
         self.stop()
         try:
-            from intentstream.agents.admin import admin_client
+            from intentstream.agents.kafka import admin_client
 
             admin = admin_client(self.settings)
             try:
@@ -251,7 +251,7 @@ def create_topic(settings: Settings, topic: str, partitions: int) -> None:
 
 
 def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
-    from intentstream.agents.admin import admin_client
+    from intentstream.agents.kafka import admin_client
 
     if not topics:
         return
@@ -264,7 +264,7 @@ def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
 
 def produce(settings: Settings, topic: str, records: Iterable[tuple[bytes, bytes, int | None]], **overrides: Any) -> int:
     """Send (key, value, timestamp ms) records as fast as the producer takes them; flush."""
-    from intentstream.agents.tools import make_producer
+    from intentstream.agents.kafka import make_producer
 
     producer = make_producer(settings, **overrides)
     n = 0
@@ -280,9 +280,11 @@ def produce(settings: Settings, topic: str, records: Iterable[tuple[bytes, bytes
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(**settings.kafka.kafka_python_options(), enable_auto_commit=False, group_id=None)
+    from intentstream.agents.kafka import make_consumer
+
+    consumer = make_consumer(settings)
     try:
         parts = sorted(consumer.partitions_for_topic(topic) or ())
         ends = consumer.end_offsets([TopicPartition(topic, p) for p in parts])
@@ -293,9 +295,11 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[Any]:
     """Every record of ``topic`` from the beginning to its current end (no group)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(**settings.kafka.kafka_python_options(), enable_auto_commit=False, group_id=None)
+    from intentstream.agents.kafka import make_consumer
+
+    consumer = make_consumer(settings)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
@@ -359,7 +363,7 @@ def wait_caught_up(d: Deployment, ends: dict[int, int], members: int = 1, timeou
     False; t0 unset yet also raises). ``on_poll(now, committed)`` is called each poll."""
     from kafka import TopicPartition
 
-    from intentstream.agents.admin import admin_client
+    from intentstream.agents.kafka import admin_client
 
     topic = d.settings.topics.clickstream
     total = sum(ends.values())
@@ -419,10 +423,9 @@ def _group_stable(admin: Any, group: str, members: int) -> bool:
 
 
 def redis_client(settings: Settings) -> Any:
-    import redis
+    from intentstream.stream.state.redis.client import make_client
 
-    r = settings.redis
-    return redis.Redis.from_url(r.url, password=r.password or None, socket_timeout=30)
+    return make_client(settings.redis, socket_timeout_s=30)
 
 
 def prefix_keys(client: Any, prefix: str) -> list[bytes]:

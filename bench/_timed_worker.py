@@ -2,7 +2,7 @@
 
 The real worker (:func:`intentstream.agents.worker.run`), unchanged, with thin timers around the
 methods the time goes through: the Faust agent's per-partition step
-(``Pipeline.handle``), the engine step in its thread (``SessionEngine.process``), the
+(``Pipeline.handle``), the engine step in its thread (``PartitionEngine.process``), the
 engine's Redis calls (session store and fatigue ledger), the outbox publish
 (``Pipeline.publish``: outbox read, Kafka send and acks, outbox ack) and the idle timer
 (``Pipeline.tick``). Every 0.25 s the totals are written as JSON to
@@ -68,14 +68,14 @@ def _wrap(cls: type, name: str, key: str, count_items: bool = False) -> None:
 
 def install() -> None:
     from intentstream.agents import worker
-    from intentstream.stream.engine.partition import SessionEngine
+    from intentstream.stream.engine.partition import PartitionEngine
     from intentstream.stream.state.redis.fatigue import RedisLedgerStore
     from intentstream.stream.state.redis.sessions import RedisSessionStore
 
     _wrap(worker.Pipeline, "handle", "agent: Pipeline.handle (lock, engine step, publish)")
     _wrap(worker.Pipeline, "publish", "publish: outbox read + Kafka send/acks + outbox ack")
     _wrap(worker.Pipeline, "tick", "idle timer: Pipeline.tick")
-    _wrap(SessionEngine, "process", "engine step: SessionEngine.process (thread)", count_items=True)
+    _wrap(PartitionEngine, "process", "engine step: PartitionEngine.process (thread)", count_items=True)
     for name in ("due_users", "load_users", "commit", "load_partition"):
         _wrap(RedisSessionStore, name, "redis session store")
     for name in ("outbox", "ack_outbox"):

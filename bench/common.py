@@ -56,9 +56,9 @@ def redis_client(url: str | None = None):
     import redis
 
     from intentstream.stream.settings import load_settings
+    from intentstream.stream.state.redis.client import make_client
 
-    rs = load_settings().redis
-    client = redis.Redis.from_url(url or rs.url, password=rs.password or None, socket_timeout=rs.socket_timeout_s)
+    client = make_client(load_settings().redis, url=url)
     try:
         client.ping()
     except redis.RedisError:

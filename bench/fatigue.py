@@ -16,7 +16,9 @@ import uuid
 
 from bench.common import Result, measure_rate, print_table, redis_client
 from intentstream.stream.decisions.decider import Decider, TriggerHit
-from intentstream.stream.decisions.fatigue import HOUR_MS, Candidate, FatigueLedger, MemoryLedgerStore
+from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger
+from intentstream.stream.state.fatigue import HOUR_MS
+from intentstream.stream.state.memory import MemoryLedgerStore
 from intentstream.stream.decisions.strategies import load_catalogue
 
 T0 = 1767607200000  # 2026-01-05T10:00Z

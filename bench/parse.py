@@ -13,7 +13,8 @@ import orjson
 from bench.common import Result, measure_rate, print_table
 from intentstream.stream import codec
 from intentstream.stream.contract.events import parse_event
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_events
+from intentstream.stream.synth.clickstream import generate_events
+from intentstream.stream.synth.config import GeneratorConfig
 
 
 def main(argv: list[str] | None = None) -> list[Result]:

@@ -34,7 +34,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from bench.common import machine
-from intentstream.stream.personas.model import PersonaModel, adjusted_rand_index
+from intentstream.stream.personas.model import PersonaModel
+from intentstream.stream.personas.scoring import adjusted_rand_index
 from intentstream.stream.settings import PersonaSettings, Settings
 
 #: Estimator variants compared: name -> [personas] overrides ("river" swaps in River's own
@@ -53,7 +54,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def trace_segments(users: int, days: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Segments (dicts, in close order) and user -> planted persona of a generated trace."""
-    from intentstream.stream.synth.clickstream import GeneratorConfig, generate_events, generate_truth
+    from intentstream.stream.synth.clickstream import generate_events, generate_truth
+    from intentstream.stream.synth.config import GeneratorConfig
 
     cfg = GeneratorConfig(users=users, days=days, seed=seed)
     truth = {t["user_id"]: t["persona"] for t in generate_truth(cfg)}
@@ -62,7 +64,7 @@ def trace_segments(users: int, days: int, seed: int) -> tuple[list[dict[str, Any
 
 def _sessionize(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     from intentstream.stream import codec
-    from intentstream.stream.report.report import segments_from_clickstream
+    from intentstream.stream.report.sources import segments_from_clickstream
 
     lines = ((i, codec.dumps(e)) for i, e in enumerate(events, 1))
     return list(segments_from_clickstream(lines, Settings()))
@@ -132,7 +134,9 @@ def compare(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
 
 
 def scale(users: int, days: int) -> None:
-    from intentstream.stream.report.report import build_report, render_html, render_markdown
+    from intentstream.stream.report.html import render_html
+    from intentstream.stream.report.markdown import render_markdown
+    from intentstream.stream.report.model import build_report
     from intentstream.stream.synth.segments import synthetic_segments
 
     model = PersonaModel(PersonaSettings())

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from bench.common import Result, print_table
 from intentstream.stream.contract.events import Event, parse_event
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.synth.clickstream import generate_lines
+from intentstream.stream.synth.config import GeneratorConfig
 from intentstream.stream.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ def preload(path: Path) -> list[tuple[bytes, bytes, int]]:
 
 def bare_producer(settings: Settings, topic: str, records: list[tuple[bytes, bytes, int]]) -> int:
     """The baseline: send everything, flush, close; records sent."""
-    from intentstream.agents.tools import make_producer
+    from intentstream.agents.kafka import make_producer
 
     producer = make_producer(settings)
     for key, value, ts in records:
@@ -80,7 +81,7 @@ def bare_producer(settings: Settings, topic: str, records: list[tuple[bytes, byt
 
 def replay(settings: Settings, topic: str, path: Path) -> int:
     """The tool: lines replayed (valid and dead-lettered)."""
-    from intentstream.agents.tools import ReplayOptions, replay_to_kafka
+    from intentstream.agents.commands.replay import ReplayOptions, replay_to_kafka
 
     stats = replay_to_kafka(settings, str(path), ReplayOptions(topic=topic), progress=False)
     if not stats.ok:
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
-    from intentstream.agents.admin import admin_client, ensure_topics
+    from intentstream.agents.admin import ensure_topics
+    from intentstream.agents.kafka import admin_client
 
     settings = load_settings()
     started_stack = not answering(settings.kafka.bootstrap_servers)

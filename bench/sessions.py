@@ -31,9 +31,10 @@ import uuid
 from collections.abc import Callable
 
 from bench.common import Result, measure_rate, print_table, redis_client
-from intentstream.stream.engine.partition import SessionEngine
+from intentstream.stream.engine.partition import PartitionEngine
 from intentstream.stream.contract.events import parse_event
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.synth.clickstream import generate_lines
+from intentstream.stream.synth.config import GeneratorConfig
 from intentstream.stream.engine.partitioning import partition_for
 from intentstream.stream.settings import load_settings
 from intentstream.stream.state.memory import MemorySessionStore
@@ -55,12 +56,12 @@ def split(lines: list[bytes], partitions: int) -> list[list[bytes]]:
 
 
 def run_engines(parts: list[list[bytes]] | list[list[tuple]], make_store: Callable[[], object], batch: int, cache: int | None = None,
-                stop_at: float = 1.0, on_stop: Callable[[list[SessionEngine]], None] | None = None) -> int:  # fmt: skip
+                stop_at: float = 1.0, on_stop: Callable[[list[PartitionEngine]], None] | None = None) -> int:  # fmt: skip
     """Feed each partition's lines in batches, round robin over partitions; flush at the end.
 
     ``stop_at`` < 1 calls ``on_stop`` once that share of the input is in (mid-stream)."""
     store = make_store()
-    engines = [SessionEngine(store, p, cache_users=cache) for p in range(len(parts))]  # type: ignore[arg-type]
+    engines = [PartitionEngine(store, p, cache_users=cache) for p in range(len(parts))]  # type: ignore[arg-type]
     cursors = [0] * len(parts)
     total = sum(len(x) for x in parts)
     done = 0
@@ -169,7 +170,7 @@ def redis_footprint(client, parts, redis_store, cleanup, batch: int) -> list[str
     """Mid-stream: MEMORY USAGE of active users' state keys, and used_memory per user key."""
     out: list[str] = []
 
-    def measure(engines: list[SessionEngine]) -> None:
+    def measure(engines: list[PartitionEngine]) -> None:
         store = engines[0].store
         active: list[str] = []
         for p in range(len(engines)):

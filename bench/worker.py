@@ -50,7 +50,8 @@ import orjson
 from bench import _harness as h
 from bench.common import Result, measure_rate, print_table
 from intentstream.stream.contract.events import Event, parse_event
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.synth.clickstream import generate_lines
+from intentstream.stream.synth.config import GeneratorConfig
 
 PARTITIONS = 6
 #: Both the bare app and the worker commit consumed offsets every 0.2 s instead of 1 s,
@@ -411,11 +412,12 @@ class Collector(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
+
+        from intentstream.agents.kafka import make_consumer
 
         try:
-            consumer = KafkaConsumer(**self.settings.kafka.kafka_python_options(), group_id=None, enable_auto_commit=False,
-                                     fetch_max_wait_ms=50)  # fmt: skip
+            consumer = make_consumer(self.settings, fetch_max_wait_ms=50)
             tps = [TopicPartition(t, p) for t in self.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
@@ -437,7 +439,7 @@ class Collector(threading.Thread):
 
 
 def latency(args: argparse.Namespace, max_rate: float | None) -> list[Result]:
-    from intentstream.agents.tools import make_producer
+    from intentstream.agents.kafka import make_producer
 
     rate = args.latency_rate or (max_rate / 2 if max_rate else 1500.0)
     seconds = args.latency_seconds

@@ -4,7 +4,8 @@ implementation of a rule or a store.
 A *policy* here is anything built fresh by a factory and fed inputs one at a time
 (``policy(item) -> output``): a fatigue ledger over a new store, a decider, a trigger rule.
 
->>> from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, MemoryLedgerStore
+>>> from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger
+>>> from intentstream.stream.state.memory import MemoryLedgerStore
 >>> def fresh():
 ...     return FatigueLedger(MemoryLedgerStore()).check
 >>> cands = [Candidate(f"a{i}", f"u{i % 3}", "churn_risk", 1767607200000 + i * 3_600_000, ("push", "email"))

@@ -17,6 +17,7 @@ keys) should come from the environment only, never from files under version cont
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
 import types
@@ -42,23 +43,7 @@ class KafkaSettings:
     ssl_keyfile: str = ""
     client_id: str = "intentstream"
 
-    def kafka_python_options(self) -> dict[str, Any]:
-        """Connection options for kafka-python clients (producer, consumer, admin)."""
-        opts: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": self.security_protocol,
-            "client_id": self.client_id,
-        }
-        if self.sasl_mechanism:
-            opts.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password,
-            )
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            if getattr(self, name):
-                opts[name] = getattr(self, name)
-        return opts
+    # the clients' connection options are built from these in intentstream.agents.kafka
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, security_protocol={self.security_protocol!r})"
@@ -243,6 +228,14 @@ class Settings:
 
 class SettingsError(ValueError):
     """A config file or environment variable names an unknown knob or has a bad value."""
+
+
+@functools.cache
+def default_settings() -> Settings:
+    """The defaults alone (``config/default.toml``, no override file, no environment):
+    what domain objects built without explicit settings use, so that every default has
+    exactly one home, the TOML file."""
+    return load_settings(env={})
 
 
 def load_settings(

@@ -248,7 +248,7 @@ def redis_url(stack: Stack) -> str:
 
 @pytest.fixture(scope="session")
 def kafka_admin(stack: Stack):
-    from intentstream.agents.admin import admin_client
+    from intentstream.agents.kafka import admin_client
 
     admin = admin_client(stack.settings(), client_id="intentstream-tests")
     try:

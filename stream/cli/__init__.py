@@ -11,14 +11,17 @@ import sys
 
 # Modules that contribute subcommands, in the order they are listed in --help.
 COMMAND_MODULES = (
-    "intentstream.stream.synth.clickstream",
+    "intentstream.stream.cli.generate",
     "intentstream.stream.cli.validate",
-    "intentstream.stream.engine.offline",
-    "intentstream.stream.report.report",
+    "intentstream.stream.cli.segments",
+    "intentstream.stream.cli.report",
     "intentstream.stream.cli.demo",
-    "intentstream.agents.commands",
-    "intentstream.agents.persona_commands",
-    "intentstream.agents.tools",
+    "intentstream.agents.commands.topics",
+    "intentstream.agents.commands.worker",
+    "intentstream.agents.commands.personas",
+    "intentstream.agents.commands.replay",
+    "intentstream.agents.commands.tail",
+    "intentstream.agents.commands.stats",
 )
 
 
@@ -35,6 +38,14 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
     return value
 
 

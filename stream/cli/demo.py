@@ -17,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 from intentstream.stream import codec
-from intentstream.stream.synth.clickstream import GeneratorConfig, GenerationStats, generate_lines, generate_truth
+from intentstream.stream.synth.clickstream import generate_lines, generate_truth
+from intentstream.stream.synth.config import GenerationStats, GeneratorConfig
 from intentstream.stream.engine.offline import OfflineRunner
 from intentstream.stream.settings import load_settings
 
@@ -60,7 +61,10 @@ def caught_journeys(truth: list[dict], decisions: list[dict]) -> dict[str, tuple
 
 
 def run(args: argparse.Namespace) -> int:
-    from intentstream.stream.report.report import build_report, learn, render_html, render_markdown
+    from intentstream.stream.report.html import render_html
+    from intentstream.stream.report.markdown import render_markdown
+    from intentstream.stream.report.model import build_report
+    from intentstream.stream.report.sources import learn
 
     settings = load_settings(args.config)
     out = Path(args.out_dir)

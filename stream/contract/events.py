@@ -31,17 +31,18 @@ MAX_EVENT_BYTES: Final = 64 * 1024
 MIN_TS_MS: Final = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
 MAX_TS_MS: Final = int(datetime(2101, 1, 1, tzinfo=timezone.utc).timestamp() * 1000) - 1
 
-CANONICAL_TYPES: Final = frozenset(
-    {
-        "page_view", "click", "search", "app_open", "login", "signup",
-        "coupon_view", "coupon_claim", "coupon_redeem",
-        "add_to_cart", "remove_from_cart", "checkout_start",
-        "payment_submit", "payment_success", "payment_fail",
-        "kyc_start", "kyc_submit", "kyc_approved", "kyc_rejected",
-        "form_start", "form_submit",
-        "message_open", "message_click", "message_dismiss", "unsubscribe",
-    }
+#: The canonical event types, in a fixed order: the sessionizer stores an event's type as
+#: its index here (``sessions.segments.TYPE_CODES``), so this list is append only.
+CANONICAL_TYPE_ORDER: Final = (
+    "page_view", "click", "search", "app_open", "login", "signup",
+    "coupon_view", "coupon_claim", "coupon_redeem",
+    "add_to_cart", "remove_from_cart", "checkout_start",
+    "payment_submit", "payment_success", "payment_fail",
+    "kyc_start", "kyc_submit", "kyc_approved", "kyc_rejected",
+    "form_start", "form_submit",
+    "message_open", "message_click", "message_dismiss", "unsubscribe",
 )  # fmt: skip
+CANONICAL_TYPES: Final = frozenset(CANONICAL_TYPE_ORDER)
 
 #: Access channels an event may come from.
 ACCESS_CHANNELS: Final = frozenset({"app", "web", "mini_program"})

@@ -66,12 +66,20 @@ def action_id(user_id: str, trigger: str, evidence: Iterable[str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Persona:
-    """What the decision knows about the user's persona cluster.
+class BehaviourPersona:
+    """The persona a decision saw: the user's *behaviour persona* when the trigger fired —
+    behaviour stage and main activity of the latest closed segment (the codes of
+    stream/sessions/segments.py, such as ``transacted`` and ``coupon_oriented``), a pure
+    function of the user's own events. Not the River *cluster persona* of
+    stream/personas/ (a separate, single-writer model): decisions never wait for it.
 
-    ``cluster_id`` and ``label`` go into the decision; ``behaviour_stage`` and
-    ``main_activity`` (the codes of stream/sessions/segments.py, such as ``transacted`` and
-    ``coupon_oriented``) select persona-specific strategies in the catalogue.
+    ``cluster_id`` and ``label`` go into the decision's ``persona`` field (the engine
+    fills them with ``stage/activity`` and ``stage · activity``, see :meth:`of`);
+    ``behaviour_stage`` and ``main_activity`` select persona-specific strategies in the
+    catalogue.
+
+    >>> BehaviourPersona.of("transacted", "coupon_oriented").to_dict()
+    {'cluster_id': 'transacted/coupon_oriented', 'label': 'transacted · coupon_oriented'}
     """
 
     cluster_id: int | str
@@ -87,6 +95,11 @@ class Persona:
         if self.main_activity:
             out["main_activity"] = self.main_activity
         return out
+
+    @classmethod
+    def of(cls, stage: str, activity: str) -> BehaviourPersona:
+        """The behaviour persona of a segment's stage and main activity."""
+        return cls(f"{stage}/{activity}", f"{stage} · {activity}", stage, activity)
 
     def to_dict(self) -> dict[str, Any]:
         return {"cluster_id": self.cluster_id, "label": self.label}

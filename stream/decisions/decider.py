@@ -5,7 +5,8 @@ The ledger stores the rendered *draft* (everything but the outcome) with its ver
 redelivered hit gets back exactly the original decision, even if the catalogue or the
 persona changed in between.
 
->>> from intentstream.stream.decisions.fatigue import FatigueLedger, MemoryLedgerStore
+>>> from intentstream.stream.decisions.fatigue import FatigueLedger
+>>> from intentstream.stream.state.memory import MemoryLedgerStore
 >>> from intentstream.stream.decisions.strategies import load_catalogue
 >>> decider = Decider(load_catalogue(), FatigueLedger(MemoryLedgerStore(), holdout_share=0.0))
 >>> hit = TriggerHit("u1", "cart_abandoned", 1767607200000, ("e1", "e2"),   # 10:00 UTC
@@ -26,10 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intentstream.stream import codec
-from intentstream.stream.decisions.contract import Decision, Persona, action_id
+from intentstream.stream.decisions.contract import BehaviourPersona, Decision, action_id
 from intentstream.stream.contract.events import format_ts
-from intentstream.stream.decisions.fatigue import COUPON_GRANTED, Candidate, FatigueLedger, LedgerStore, Verdict
+from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger
 from intentstream.stream.decisions.strategies import Catalogue, catalogue_from_settings
+from intentstream.stream.state.fatigue import COUPON_GRANTED, LedgerStore, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class TriggerHit:
     facts: Mapping[str, Any] = field(default_factory=dict)
     tz: str | None = None
     opt_outs: frozenset[str] = frozenset()
-    persona: Persona | None = None
+    persona: BehaviourPersona | None = None
     ignored_streak: int = 0
     experiment: str | None = None
 
@@ -61,7 +63,7 @@ class TriggerHit:
         *,
         tz: str | None = None,
         opt_outs: Iterable[str] = (),
-        persona: Persona | None = None,
+        persona: BehaviourPersona | None = None,
         experiment: str | None = None,
     ) -> TriggerHit:
         """From a :class:`intentstream.stream.triggers.rules.Fired` and what the engine knows of the user."""

@@ -27,11 +27,16 @@ ms handed in by the caller; nothing here reads a clock):
    message's send time). Capped: the message still goes, without the coupon
    (``coupon="fatigue_cap"``); a message that does not go carries none (``"not_sent"``).
 
-Steps 1–2 and 4–6 read and write the per-user state through a :class:`LedgerStore`, which
-does them atomically per user: :class:`MemoryLedgerStore` here, and
+Steps 1–2 and 4–6 read and write the per-user state through a
+:class:`~intentstream.stream.state.fatigue.LedgerStore` (the protocol, with the values it
+speaks: :class:`~intentstream.stream.state.fatigue.LedgerRequest`,
+:class:`~intentstream.stream.state.fatigue.Verdict`, :class:`~intentstream.stream.state.fatigue.Limits`
+and the cap rule :func:`~intentstream.stream.state.fatigue.window_fits`), which does them
+atomically per user: ``intentstream.stream.state.memory.fatigue.MemoryLedgerStore`` offline and
 ``intentstream.stream.state.redis.fatigue.RedisLedgerStore`` (one Lua script) for the live engine.
-Both give identical verdicts (``tests/stream/test_fatigue_contract.py``).
+Both give identical verdicts (``tests/stream/state/test_fatigue_contract.py``).
 
+>>> from intentstream.stream.state.memory.fatigue import MemoryLedgerStore
 >>> ledger = FatigueLedger(MemoryLedgerStore(), holdout_share=0.0)
 >>> noon = 1767614400000  # 2026-01-05T12:00Z
 >>> def cand(aid, ts):
@@ -48,52 +53,15 @@ True
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Final, Protocol, runtime_checkable
 
 from intentstream.stream.contract.events import zone
-
-SECOND_MS: Final = 1000
-HOUR_MS: Final = 3600 * SECOND_MS
-DAY_MS: Final = 24 * HOUR_MS
-
-#: Values of :attr:`Verdict.coupon`.
-#: The coupon cap counts under this pseudo-channel, beside the real ones.
-COUPON_CHANNEL: Final = "coupon"
-COUPON_GRANTED: Final = "granted"
-COUPON_CAPPED: Final = "fatigue_cap"
-COUPON_NOT_SENT: Final = "not_sent"
+from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, SECOND_MS, LedgerRequest, LedgerStore, Limits, Verdict
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The numbers the store enforces (see ``[fatigue]`` in config/default.toml)."""
-
-    window_ms: int = 7 * DAY_MS
-    channel_cap: int = 3
-    coupon_cap: int = 1
-    cooldown_ms: int = DAY_MS
-    retention_ms: int = DAY_MS
-
-    @property
-    def ttl_ms(self) -> int:
-        """How long delivery history and action records are kept (window + slack)."""
-        return max(self.window_ms, self.cooldown_ms) + self.retention_ms
-
-    @classmethod
-    def from_settings(cls, fs) -> Limits:  # fs: intentstream.stream.settings.FatigueSettings
-        return cls(
-            window_ms=fs.window_s * SECOND_MS,
-            channel_cap=fs.channel_cap,
-            coupon_cap=fs.coupon_cap,
-            cooldown_ms=fs.cooldown_s * SECOND_MS,
-            retention_ms=fs.retention_slack_s * SECOND_MS,
-        )
 
 
 def _parse_hhmm(text: str) -> time:
@@ -193,177 +161,6 @@ class Candidate:
     coupon: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerRequest:
-    """What a store needs for one atomic check-and-record (built by :class:`FatigueLedger`).
-
-    ``options`` are the usable channels in preference order with their send times
-    (opt-outs removed, quiet hours applied); ``payload`` is stored with the record and
-    returned unchanged on duplicates.
-    """
-
-    action_id: str
-    user_id: str
-    trigger: str
-    now: int
-    options: tuple[tuple[str, int], ...]
-    first_choice: str | None
-    holdout: bool = False
-    coupon: bool = False
-    payload: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The ledger's answer. ``duplicate`` is True when the action_id was already recorded
-    (then every other field is the original record's)."""
-
-    status: str
-    reason: str | None
-    channel: str | None = None
-    send_at: int | None = None
-    fallback_from: str | None = None
-    coupon: str | None = None
-    payload: bytes = b""
-    duplicate: bool = False
-
-    @property
-    def is_delivery(self) -> bool:
-        return self.status in ("sent", "deferred")
-
-
-# --------------------------------------------------------------------------- stores
-
-
-@runtime_checkable
-class LedgerStore(Protocol):
-    """Per-user ledger state with an atomic check-and-record (rules 1, 2, 4, 5, 6)."""
-
-    def apply(self, req: LedgerRequest, limits: Limits) -> Verdict:
-        """Check ``req`` against the user's state and record the outcome, atomically."""
-        ...
-
-    def apply_many(self, reqs: Sequence[LedgerRequest], limits: Limits) -> list[Verdict]:
-        """:meth:`apply` for several requests, in order (one round trip where possible)."""
-        ...
-
-
-def window_fits(times: Iterable[int], t: int, window_ms: int, cap: int) -> bool:
-    """Whether one more delivery at ``t`` keeps every rolling window within ``cap``.
-
-    A window is ``(e - window_ms, e]``; every window that contains ``t`` is checked, so a
-    late candidate cannot squeeze in before deliveries already scheduled after it.
-
-    >>> window_fits([0, 1, 2], 7 * DAY_MS - 1, 7 * DAY_MS, 3)
-    False
-    >>> window_fits([0, 1, 2], 7 * DAY_MS, 7 * DAY_MS, 3)   # exactly one window after 0
-    True
-    >>> window_fits([5, 6, 7], 0, 7 * DAY_MS, 3)             # late: 5..7 are already booked
-    False
-    """
-    if cap <= 0:
-        return False
-    near = [x for x in times if t - window_ms < x < t + window_ms]
-    for end in [t, *(x for x in near if x > t)]:
-        if sum(1 for x in near if end - window_ms < x <= end) + 1 > cap:
-            return False
-    return True
-
-
-@dataclass
-class _UserState:
-    channels: dict[str, dict[str, int]] = field(default_factory=dict)  # channel -> action_id -> send time
-    cooldowns: dict[str, int] = field(default_factory=dict)  # trigger -> latest decided_at
-    records: dict[str, tuple[int, Verdict]] = field(default_factory=dict)  # action_id -> (expires, verdict)
-
-
-class MemoryLedgerStore:
-    """In-process :class:`LedgerStore` (replay, demo, tests); picklable plain state.
-
-    Delivery history is pruned by event time exactly as the Redis script prunes it.
-    Action records are forgotten ``limits.ttl_ms`` of event time after they were written,
-    where Redis lets their keys expire after as much time on the server's clock (and its
-    cooldown keys after cooldown + slack). The two differ only for a redelivery arriving
-    after the user's later events have moved more than that horizon past the original,
-    or for an event more than cooldown + slack late; live, event time ~ server time.
-
-    >>> import pickle
-    >>> store = MemoryLedgerStore()
-    >>> req = LedgerRequest("a1", "u1", "churn_risk", 0, (("email", 0),), "email")
-    >>> store.apply(req, Limits()).channel
-    'email'
-    >>> copy = pickle.loads(pickle.dumps(store))          # a snapshot
-    >>> copy.apply(req, Limits()).duplicate, sorted(copy.users["u1"].channels["email"])
-    (True, ['a1'])
-    """
-
-    def __init__(self) -> None:
-        self.users: dict[str, _UserState] = {}
-
-    def apply_many(self, reqs: Sequence[LedgerRequest], limits: Limits) -> list[Verdict]:
-        return [self.apply(r, limits) for r in reqs]
-
-    def apply(self, req: LedgerRequest, limits: Limits) -> Verdict:
-        st = self.users.setdefault(req.user_id, _UserState())
-        now = req.now
-        self._prune(st, now, limits)
-        rec = st.records.get(req.action_id)
-        if rec is not None:
-            return _as_duplicate(rec[1])
-        want_coupon = req.coupon
-        not_sent = COUPON_NOT_SENT if want_coupon else None
-
-        def record(v: Verdict) -> Verdict:
-            st.records[req.action_id] = (now + limits.ttl_ms, v)
-            return v
-
-        last = st.cooldowns.get(req.trigger)
-        if last is not None and now < last + limits.cooldown_ms:
-            return record(Verdict("suppressed", "cooldown", coupon=not_sent, payload=req.payload))
-        if not req.options:
-            return record(Verdict("suppressed", "opt_out", coupon=not_sent, payload=req.payload))
-        chosen: tuple[str, int] | None = None
-        for channel, t in req.options:
-            if window_fits(st.channels.get(channel, {}).values(), t, limits.window_ms, limits.channel_cap):
-                chosen = (channel, t)
-                break
-        if chosen is None:
-            return record(Verdict("suppressed", "fatigue_cap", coupon=not_sent, payload=req.payload))
-        channel, t = chosen
-        send_at = t if t > now else None
-        fallback = req.first_choice if channel != req.first_choice else None
-        st.cooldowns[req.trigger] = now  # > last: the cooldown check passed
-        if req.holdout:
-            return record(Verdict("holdout", "holdout", channel, send_at, fallback, not_sent, req.payload))
-        st.channels.setdefault(channel, {})[req.action_id] = t
-        coupon = None
-        if want_coupon:
-            coupons = st.channels.setdefault(COUPON_CHANNEL, {})
-            if window_fits(coupons.values(), t, limits.window_ms, limits.coupon_cap):
-                coupons[req.action_id] = t
-                coupon = COUPON_GRANTED
-            else:
-                coupon = COUPON_CAPPED
-        if send_at is None:
-            return record(Verdict("sent", None, channel, None, fallback, coupon, req.payload))
-        return record(Verdict("deferred", "quiet_hours", channel, send_at, fallback, coupon, req.payload))
-
-    @staticmethod
-    def _prune(st: _UserState, now: int, limits: Limits) -> None:
-        horizon = now - limits.window_ms - limits.retention_ms
-        for deliveries in st.channels.values():
-            stale = [aid for aid, t in deliveries.items() if t <= horizon]
-            for aid in stale:
-                del deliveries[aid]
-        expired = [aid for aid, (exp, _) in st.records.items() if exp <= now]
-        for aid in expired:
-            del st.records[aid]
-
-
-def _as_duplicate(v: Verdict) -> Verdict:
-    return Verdict(v.status, v.reason, v.channel, v.send_at, v.fallback_from, v.coupon, v.payload, True)
-
-
 # --------------------------------------------------------------------------- the ledger
 
 
@@ -374,6 +171,7 @@ class FatigueLedger:
     Python — Lua has no time-zone data; the stateful half (idempotency, cooldown, caps,
     fallback, coupon) runs in the store, atomically per user.
 
+    >>> from intentstream.stream.state.memory.fatigue import MemoryLedgerStore
     >>> ledger = FatigueLedger(MemoryLedgerStore(), holdout_share=0.0)
     >>> c = Candidate("a1", "u1", "kyc_stalled", 1767650400000, ("push", "email"),  # 22:00 UTC
     ...               tz="Asia/Shanghai", opt_outs=frozenset({"email"}))

@@ -1,43 +1,41 @@
-"""``intentstream segments FILE --out SEGMENTS.jsonl``: sessions and intent segments offline.
+"""The offline runner: the live worker's engine on a file, with the same partitions and
+the same end-of-input rule, so its outputs equal what the worker publishes.
 
-The live worker's engine on a file: the same :class:`~intentstream.stream.engine.partition.SessionEngine` with
-the in-memory store, one engine per simulated partition. Each valid line goes to the
+The same :class:`~intentstream.stream.engine.partition.PartitionEngine` with the
+in-memory store, one engine per simulated partition. Each valid line goes to the
 partition Kafka's default partitioner gives its key, ``user_id``
-(:func:`intentstream.stream.engine.partitioning.partition_for`); offsets are per-partition line counters;
-events reach their engine in file order, in batches of ``[sessions] batch_size`` (results
-do not depend on the batch size). The output is the segments' outbox payloads — the
-bytes the worker would publish — one JSON object per line, in the order they close:
-byte-identical for the same input and settings.
+(:func:`intentstream.stream.engine.partitioning.partition_for`); offsets are
+per-partition line counters; events reach their engine in file order, in batches of
+``[sessions] batch_size`` (results do not depend on the batch size). Outputs are the
+outbox payloads — the bytes the worker would publish — in the order the engines commit
+them: byte-identical for the same input and settings.
 
-At the end of the file, every partition's watermark is raised to the highest watermark
-of all partitions — exactly what the live worker does when its partitions go idle
-(``[triggers] idle_partition_s``) — so the output equals the worker's for the same input:
-sessions and timers that this watermark passes close and fire; later ones stay open, as
-they would live. ``--close-open`` also closes every open session at the end
-(``closed_by = "end_of_input"``, buffered events released first, late runs emitted), for
-analysts who want every event in a segment; live has no equivalent.
+At the end of the input every partition is idle, and the idle-partition rule
+(:func:`intentstream.stream.engine.watermark.idle_adoptions`, the same function the live
+worker applies after ``[triggers] idle_partition_s``) raises each to the highest
+watermark: sessions and timers that this watermark passes close and fire; later ones
+stay open, as they would live. ``close_open`` also closes every open session
+(``closed_by = "end_of_input"``, buffered events released first, late runs emitted),
+for analysts who want every event in a segment; live has no equivalent.
 
-Malformed lines are never fatal: they are counted by reason on stderr and, with
-``--dead-letter FILE``, written there as dead-letter records (as ``intentstream
-validate`` does).
+Malformed lines are never fatal: they are counted by reason and, when ``dead_letter``
+is set, written there as dead-letter records.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from intentstream.stream import codec
-from intentstream.stream.engine.partition import SessionEngine, StepResult
+from intentstream.stream.engine.partition import PartitionEngine, StepResult
 from intentstream.stream.contract.events import Event, parse_event
 from intentstream.stream.engine.partitioning import partition_for
+from intentstream.stream.engine.watermark import idle_adoptions
 from intentstream.stream.settings import Settings, load_settings
 from intentstream.stream.state.memory import MemorySessionStore
-from intentstream.stream.contract.dead_letter import dead_letter_record, iter_lines
+from intentstream.stream.contract.dead_letter import dead_letter_record
 
 
 class OfflineRunner:
@@ -57,7 +55,7 @@ class OfflineRunner:
         self.partitions = partitions or self.settings.topics.partitions
         self.batch_size = batch_size or self.settings.sessions.batch_size
         self.store = MemorySessionStore()
-        self.engines = [SessionEngine(self.store, p, self.settings) for p in range(self.partitions)]
+        self.engines = [PartitionEngine(self.store, p, self.settings) for p in range(self.partitions)]
         self.counters: Counter[str] = Counter()
         self.invalid: Counter[str] = Counter()
         self.dead_letter: BinaryIO | None = None  # where rejected lines go, if anywhere
@@ -88,10 +86,9 @@ class OfflineRunner:
         for p in range(n):
             if pending[p]:
                 yield from self._publish(p, self.engines[p].process_parsed(pending[p]))
-        top = max(engine.meta.wm for engine in self.engines)
-        for p in range(n):  # the live worker's idle partitions adopt the top watermark
-            if self.engines[p].meta.wm < top:
-                yield from self._publish(p, self.engines[p].advance_to(top))
+        # end of input: every partition is idle
+        for p, wm in idle_adoptions([engine.meta.wm for engine in self.engines], range(n)):
+            yield from self._publish(p, self.engines[p].advance_to(wm))
         if close_open:
             for p in range(n):
                 yield from self._publish(p, self.engines[p].flush())
@@ -103,61 +100,3 @@ class OfflineRunner:
         for e in entries:
             yield e.topic, e.value
         engine.ack([e.id for e in entries])
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("segments", help="cut a JSONL clickstream into sessions and intent segments (offline)")
-    p.add_argument("file", help="JSONL file, or - for standard input")
-    p.add_argument("--out", required=True, metavar="SEGMENTS.jsonl", help="output: one segment per line (- for stdout)")
-    p.add_argument("--partitions", type=int, help="simulated Kafka partitions (default: [topics] partitions)")
-    p.add_argument("--batch-size", type=int, help="events per engine step (default: [sessions] batch_size)")
-    p.add_argument("--dead-letter", metavar="FILE", help="write rejected lines here (JSONL, with reason and raw text)")
-    p.add_argument("--close-open", action="store_true", help="also close sessions still open at the end of the file")
-    p.set_defaults(func=run)
-
-
-def drive(args: argparse.Namespace, runner: OfflineRunner, keep: str, close_open: bool = False) -> Iterator[bytes]:
-    """Run ``args.file`` through ``runner``, writing the payloads of topic ``keep`` to
-    ``args.out`` (``-`` or None: stdout) and rejected lines to ``args.dead_letter``;
-    yields each kept payload (for the caller's tallies). Shared by ``segments`` and
-    ``replay --offline``. Raises OSError when the input cannot be opened."""
-    runner.source = args.file
-    fh: BinaryIO = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
-    out: BinaryIO = sys.stdout.buffer if args.out in (None, "-") else open(args.out, "wb")
-    runner.dead_letter = open(args.dead_letter, "wb") if args.dead_letter else None
-    try:
-        with fh:
-            for topic, payload in runner.run(iter_lines(fh), close_open=close_open):
-                if topic == keep:
-                    out.write(payload + b"\n")
-                    yield payload
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
-        if runner.dead_letter is not None:
-            runner.dead_letter.close()
-
-
-def summary(runner: OfflineRunner, elapsed: float) -> None:
-    """The run's counts on stderr: lines, events, late, duplicates, rejections by reason."""
-    c = runner.counters
-    rejected = sum(runner.invalid.values())
-    lines = c["events"] + rejected
-    print(
-        f"{lines} lines, {c['events']} events ({c['late']} late, {c['duplicates']} duplicates), "
-        f"{rejected} rejected, {c['segments']} segments, {c['decisions']} decisions, {runner.partitions} partitions, "
-        f"{elapsed:.2f}s ({lines / max(elapsed, 1e-9):,.0f} events/s)",
-        file=sys.stderr,
-    )
-    for reason, n in sorted(runner.invalid.items()):
-        print(f"  rejected {reason:<20} {n}", file=sys.stderr)
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    runner = OfflineRunner(settings, args.partitions, args.batch_size)
-    started = time.perf_counter()
-    for _ in drive(args, runner, settings.topics.segments, close_open=args.close_open):
-        pass
-    summary(runner, time.perf_counter() - started)
-    return 0

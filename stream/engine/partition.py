@@ -1,12 +1,13 @@
-"""The session engine of ONE Kafka partition of the clickstream.
+"""The engine of ONE Kafka partition of the clickstream.
 
-:class:`SessionEngine` turns batches of ``(offset, raw bytes)`` into closed intent
-segments, dead-letter records and counters, with its state behind a
-:class:`~intentstream.stream.state.SessionStore`. The Faust agent owns one engine per assigned
+:class:`PartitionEngine` turns batches of ``(offset, raw bytes)`` into closed intent
+segments, decisions, dead-letter records and counters, with its state behind a
+:class:`~intentstream.stream.state.SessionStore`; per user it runs the stages
+sessions → triggers → decisions through a :class:`~intentstream.stream.engine.timeline.UserTimeline`. The Faust agent owns one engine per assigned
 partition; the offline runner (:mod:`intentstream.stream.engine.offline`) simulates partitions with the
 in-memory store; tests drive it directly. No network I/O here except through the store.
 
-One step (:meth:`SessionEngine.process`)
+One step (:meth:`PartitionEngine.process`)
 ---------------------------------------
 1. Skip offsets ``<= meta.hi`` (already applied: Kafka redelivered them); parse the rest
    with :func:`intentstream.stream.contract.events.parse_event` (rejections become dead-letter outbox entries).
@@ -16,7 +17,7 @@ One step (:meth:`SessionEngine.process`)
 3. For each event in offset order: raise the partition watermark (``max event time -
    allowed_lateness``); skip the event if ``offset <= user's hi`` (counted as
    ``redelivered``); else dedup it, buffer it or handle it as late
-   (:func:`intentstream.stream.sessions.sessionizer.accept`).
+   (:meth:`UserTimeline.accept <intentstream.stream.engine.timeline.UserTimeline.accept>`).
 4. Release and expire, by (due, user): every user with events and every user the final
    watermark made due is advanced to its horizon — so an idle user's session is closed
    by other users' events without scanning all users. Lateness is decided on arrival
@@ -50,7 +51,7 @@ EXEC whose reply was lost may or may not have applied: the offsets sort it out).
 without events.
 
 >>> from intentstream.stream.state.memory import MemorySessionStore
->>> eng = SessionEngine(MemorySessionStore(), partition=0)
+>>> eng = PartitionEngine(MemorySessionStore(), partition=0)
 >>> def line(i, user, minute, typ):
 ...     return (i, b'{"event_id":"e%d","user_id":"%s","ts":%d,"type":"%s"}' % (i, user.encode(), 1767607200000 + minute * 60000, typ.encode()))
 >>> r = eng.process([line(0, "alice", 0, "page_view"), line(1, "alice", 1, "click"), line(2, "bob", 30, "login"), (3, b"oops")])
@@ -74,22 +75,15 @@ from typing import Any
 
 from intentstream.stream import codec
 from intentstream.stream.contract.events import Event, Rejection, parse_event
+from intentstream.stream.engine.timeline import DUPLICATE, UserTimeline
+from intentstream.stream.engine.user_state import UserState
 from intentstream.stream.sessions.segments import IntentSegment
-from intentstream.stream.sessions.sessionizer import (
-    DUPLICATE,
-    Outputs,
-    SessionConfig,
-    UserState,
-    accept_fields,
-    advance,
-    flush,
-    next_due,
-)
+from intentstream.stream.sessions.sessionizer import SessionConfig
 from intentstream.stream.decisions.decider import Decider, TriggerHit
-from intentstream.stream.decisions.contract import Decision, Persona
+from intentstream.stream.decisions.contract import Decision
 from intentstream.stream.settings import Settings, load_settings
 from intentstream.stream.state import CommitBatch, OutboxEntry, PartitionMeta, SessionStore
-from intentstream.stream.triggers.rules import EXTRA_TYPES, trigger_extra
+from intentstream.stream.triggers.rules import EXTRA_TYPES, TriggerRules, trigger_extra
 from intentstream.stream.contract.dead_letter import dead_letter_record
 
 _END = 1 << 62  # "end of time" for flushes
@@ -122,8 +116,8 @@ class StepResult:
     outbox: list[OutboxEntry] = field(default_factory=list)
 
 
-class SessionEngine:
-    """Sessions and intent segments of one partition (see the module docstring)."""
+class PartitionEngine:
+    """Sessions, triggers and decisions of one partition (see the module docstring)."""
 
     def __init__(
         self,
@@ -145,6 +139,7 @@ class SessionEngine:
         self.experiment = settings.fatigue.holdout_experiment
         self.partition = partition
         self.cfg = config or SessionConfig.from_settings(settings)
+        self.rules = TriggerRules(settings.triggers) if settings.triggers.enabled else None
         self.segments_topic = settings.topics.segments
         self.dead_letter_topic = settings.topics.dead_letter
         self.source_topic = settings.topics.clickstream
@@ -236,6 +231,8 @@ class SessionEngine:
         due_now = store.due_users(p, _END if final else final_wm)
         wanted.update(due_now)
         cache = self._cache
+        # closed segments, fired triggers and their decisions, in the order they happen
+        timeline = UserTimeline(cfg, self.rules, self.decider, self.experiment)
         states: dict[str, UserState] = {}
         dues: dict[str, int | None] = {}
         missing = []
@@ -250,13 +247,9 @@ class SessionEngine:
             for u in missing:
                 data = loaded.get(u)
                 st = states[u] = UserState.load(u, data) if data is not None else UserState(u)
-                dues[u] = next_due(st, cfg)
+                dues[u] = timeline.next_due(st)
         old_dues = dict(dues)
         touched: set[str] = set()
-        decisions: list[Decision] = []
-        # closed segments and (user_id, Fired), in the order they happen; each trigger is
-        # decided the moment it fires
-        out = Outputs(lambda st, f: decisions.append(self._decide(st, f)))
 
         n_late = n_dup = n_redel = 0
         for off, ev in events:
@@ -273,7 +266,7 @@ class SessionEngine:
             typ = ev.type
             mch = ev.props.get("channel") if typ == "unsubscribe" else None
             extra = trigger_extra(ev) if typ in _EXTRA_TYPES else None
-            code = accept_fields(st, ts, ev.event_id, typ, ev.device, ev.channel, ev.amount, ev.tz, mch, wm, cfg, out, extra)
+            code = timeline.accept(st, ts, ev.event_id, typ, ev.device, ev.channel, ev.amount, ev.tz, mch, extra, wm)
             if code:
                 if code == DUPLICATE:
                     n_dup += 1
@@ -288,18 +281,19 @@ class SessionEngine:
         for u in order:
             st = states[u]
             h = st.mx - lateness
-            advance(st, h if h > wm else wm, cfg, out)
-            dues[u] = next_due(st, cfg)
+            timeline.advance(st, h if h > wm else wm)
+            dues[u] = timeline.next_due(st)
         touched.update(order)
         if final:
             for u in sorted(states):
                 st = states[u]
                 if st.buf or st.sess is not None or st.late is not None:
-                    flush(st, cfg, out)
+                    timeline.flush(st)
                     touched.add(u)
                     dues[u] = None
 
-        segments = [o for o in out if type(o) is IntentSegment]
+        segments = timeline.segments
+        decisions = timeline.decisions
         for seg in segments:
             entries.append(OutboxEntry(seq, seg.segment_id, self.segments_topic, seg.user_id.encode(), codec.dumps(seg.to_dict())))
             seq += 1
@@ -316,7 +310,7 @@ class SessionEngine:
                 counters[f"decision:{d.trigger}:{d.channel}:{d.status}"] += 1
             counters["decisions"] = len(decisions)
             for u in {d.user_id for d in decisions}:  # feedback timers moved their due time
-                dues[u] = next_due(states[u], cfg)
+                dues[u] = timeline.next_due(states[u])
         counters["events"] = len(events)
         counters["late"] = n_late
         counters["duplicates"] = n_dup
@@ -341,25 +335,3 @@ class SessionEngine:
         res.outbox = entries
         res.watermark, res.offset = wm, hi
         return res
-
-    def _decide(self, st: UserState, f: Any) -> Decision:
-        """A fired trigger -> its decision (catalogue + fatigue ledger), at once.
-
-        The persona a decision sees is the behaviour persona of the user's latest closed
-        segment when the trigger fired (stage and main activity): a pure function of the
-        user's own events, so replay and live choose the same strategy. A sent or
-        deferred message arms the user's feedback timer (ignored after ``[triggers]
-        feedback_ignore_s``)."""
-        persona = None
-        if f.persona:
-            stage, activity = f.persona
-            persona = Persona(f"{stage}/{activity}", f"{stage} · {activity}", stage, activity)
-        hit = TriggerHit.from_fired(
-            st.user_id, f, tz=st.prof.tz or self.cfg.default_tz, opt_outs=st.prof.opt_outs,
-            persona=persona, experiment=self.experiment,
-        )  # fmt: skip
-        d = self.decider.decide(hit).decision
-        rules = self.cfg.triggers
-        if d.is_delivery and rules is not None:
-            rules.on_delivery(st.trig, d.action_id, d.trigger, d.delivery_at)
-        return d

@@ -1,7 +1,7 @@
 """The persona playbook (``config/playbook.toml``): label vocabulary and strategy texts.
 
 :func:`load_playbook` reads and validates the file once (cached per path). A
-:class:`Playbook` has the :class:`Vocabulary` that renders persona labels in zh and en,
+:class:`Playbook` has the :class:`Vocabulary` that renders cluster labels in zh and en,
 and the strategy entries the report picks per cluster with :meth:`Playbook.select`:
 entries whose conditions hold for the cluster, highest priority first, at most
 ``max_entries`` per section, and the section's fallback entry when none applies, so a
@@ -14,7 +14,7 @@ section is never empty.
 'browsing deeply'
 
 Selection works on anything with ``dominant(field) -> (value, share)`` and
-``share(field, value) -> float``, such as :class:`intentstream.stream.personas.model.ClusterStats`:
+``share(field, value) -> float``, such as :class:`intentstream.stream.personas.stats.ClusterStats`:
 
 >>> class Stats:
 ...     d = {"transaction_status": {"in_progress": 0.7, "completed": 0.3}}

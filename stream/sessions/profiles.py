@@ -36,7 +36,7 @@ lifecycle      :meth:`UserProfile.lifecycle_stage` at a time ``at``: decline if 
 ...     apply(p, (ts + 1767607200000, "e", typ, None, None, None, "Asia/Shanghai", None))
 >>> p.kyc, p.tz, p.active_days(7, p.day_last)
 ('completed', 'Asia/Shanghai', 1)
->>> p.lifecycle_stage(1767607200000 + 100 * 86_400_000, LifecycleRules())
+>>> p.lifecycle_stage(1767607200000 + 100 * 86_400_000, LifecycleRules.from_settings())
 'decline'
 """
 
@@ -48,6 +48,7 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from intentstream.stream.contract.events import MESSAGE_CHANNELS, zone
+from intentstream.stream.settings import SessionSettings, default_settings
 from intentstream.stream.sessions.segments import AMOUNT, KYC_STATUSES, MSG_CHANNEL, TRANSACTION_STATUSES, TS, TYPE, TZ, type_info
 
 DAY_MS: Final = 86_400_000
@@ -64,14 +65,16 @@ _TX_EVENTS: Final = {"checkout_start": "in_progress", "payment_submit": "in_prog
 
 @dataclass(frozen=True)
 class LifecycleRules:
-    """Lifecycle thresholds in days (``[sessions] lifecycle_*``)."""
+    """Lifecycle thresholds in days (``[sessions] lifecycle_*``; defaults in config/default.toml)."""
 
-    growth_after_days: int = 90
-    maturity_after_days: int = 365
-    decline_after_days: int = 90
+    growth_after_days: int
+    maturity_after_days: int
+    decline_after_days: int
 
     @classmethod
-    def from_settings(cls, s: Any) -> LifecycleRules:
+    def from_settings(cls, s: SessionSettings | None = None) -> LifecycleRules:
+        """From ``[sessions]`` (default: the defaults file's)."""
+        s = s or default_settings().sessions
         return cls(s.lifecycle_growth_after_days, s.lifecycle_maturity_after_days, s.lifecycle_decline_after_days)
 
 
@@ -171,7 +174,7 @@ class UserProfile:
 
 
 def apply(p: UserProfile, ev: tuple) -> None:
-    """Fold one event (compact tuple, see :mod:`intentstream.stream.sessions.segments`) into ``p``, in place."""
+    """Fold one event tuple (see :mod:`intentstream.stream.sessions.segments`) into ``p``, in place."""
     ts = ev[TS]
     tz = ev[TZ] if len(ev) > TZ else None
     if tz is not None and ts >= p.tz_ts:

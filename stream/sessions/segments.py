@@ -80,7 +80,7 @@ closed_by           intent_change, inactivity (the gap), max_length, late_flush 
 >>> acc = SegmentAccumulator()
 >>> for ts, eid, typ in [(0, "a", "page_view"), (60_000, "b", "add_to_cart"), (120_000, "c", "checkout_start")]:
 ...     acc.add((ts, eid, typ, "ios", "app", None), "not_started", "in_progress")
->>> seg = acc.finish("u1", "s1", 0, "introduction", "UTC", "inactivity", Labeller())
+>>> seg = acc.finish("u1", "s1", 0, "introduction", "UTC", "inactivity", Labeller.from_settings())
 >>> seg.intent, seg.intent_strength, seg.urgency, seg.behaviour_stage, seg.duration_min
 ('purchase', 0.4167, 'high', 'transacting', 2.0)
 >>> IntentSegment.from_dict(seg.to_dict()) == seg
@@ -92,7 +92,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
-from intentstream.stream.contract.events import format_ts
+from intentstream.stream.contract.events import CANONICAL_TYPE_ORDER, format_ts
+from intentstream.stream.settings import SessionSettings, default_settings
 
 INTENTS: Final = ("browsing", "coupon", "purchase", "kyc", "account")
 BROWSING, COUPON, PURCHASE, KYC, ACCOUNT = range(5)
@@ -141,20 +142,14 @@ _FLAGS: Final = {
     "kyc_start": FLAG_KYC, "kyc_submit": FLAG_KYC, "kyc_rejected": FLAG_KYC,
 }  # fmt: skip
 
-# Compact event tuple used by the sessionizer (no per-event dataclass):
+# An *event tuple*: one event's fields by position, for building segments and profiles
+# by hand (tests, the segment synthesizer) without a per-event object. Not the
+# sessionizer's stored buffer row, which has its own layout (sessionizer.buffered_row).
 # (ts_ms, event_id, type, device, channel, amount, tz, message_channel)
 TS, EID, TYPE, DEVICE, CHANNEL, AMOUNT, TZ, MSG_CHANNEL = range(8)
 
-#: Type codes of events kept in stored state (reorder buffers). Append only.
-TYPE_CODES: Final = (
-    "page_view", "click", "search", "app_open", "login", "signup",
-    "coupon_view", "coupon_claim", "coupon_redeem",
-    "add_to_cart", "remove_from_cart", "checkout_start",
-    "payment_submit", "payment_success", "payment_fail",
-    "kyc_start", "kyc_submit", "kyc_approved", "kyc_rejected",
-    "form_start", "form_submit",
-    "message_open", "message_click", "message_dismiss", "unsubscribe",
-)  # fmt: skip
+#: Type codes of events kept in stored state (reorder buffers): the contract's order.
+TYPE_CODES: Final = CANONICAL_TYPE_ORDER
 TYPE_CODE: Final = {t: i for i, t in enumerate(TYPE_CODES)}
 #: Profile relevance of a type (see intentstream.stream.sessions.profiles): 0 none, 1 KYC, 2 payment, 3 unsubscribe.
 _PROFILE_KIND: Final = {
@@ -199,14 +194,16 @@ def dominant(w: list[int]) -> int:
 
 @dataclass(frozen=True)
 class Labeller:
-    """The numeric knobs of the formulas (from ``[sessions]``)."""
+    """The numeric knobs of the formulas (``[sessions]``; defaults in config/default.toml)."""
 
-    strength_full_weight: int = 10
-    urgency_high_strength: float = 0.6
-    urgency_medium_strength: float = 0.8
+    strength_full_weight: int
+    urgency_high_strength: float
+    urgency_medium_strength: float
 
     @classmethod
-    def from_settings(cls, s: Any) -> Labeller:
+    def from_settings(cls, s: SessionSettings | None = None) -> Labeller:
+        """From ``[sessions]`` (default: the defaults file's)."""
+        s = s or default_settings().sessions
         return cls(s.strength_full_weight, s.urgency_high_strength, s.urgency_medium_strength)
 
     def strength(self, w: list[int], d: int, neutral: int) -> float:
@@ -366,14 +363,13 @@ class SegmentAccumulator:
         self.kyc, self.tx = kyc, tx
 
     def add(self, ev: tuple, kyc: str = "not_started", tx: str = "not_started") -> None:
-        """Add a compact event tuple ``(ts, event_id, type, device, channel, amount, ...)``
+        """Add an event tuple ``(ts, event_id, type, device, channel, amount, ...)``
         with the user's statuses after it (:meth:`add_fields` on unpacked fields)."""
         self.add_fields(ev[TS], ev[EID], type_info(ev[TYPE]), ev[DEVICE], ev[CHANNEL], ev[AMOUNT], kyc, tx)
 
-    add_event = add  # the same, by a more explicit name
 
     def add_late(self, ev: tuple, kyc: str = "not_started", tx: str = "not_started") -> None:
-        """:meth:`add_late_fields` for a compact event tuple."""
+        """:meth:`add_late_fields` for an event tuple."""
         self.add_late_fields(type_info(ev[TYPE]), ev[DEVICE], ev[CHANNEL], ev[AMOUNT], kyc, tx)
 
     def merge(self, later: SegmentAccumulator) -> None:
@@ -429,7 +425,7 @@ class SegmentAccumulator:
             late=self.n if closed_by == "late_flush" else self.late,
         )
 
-    # -- compact serialized form (a list; see intentstream.stream.sessions.sessionizer for the whole state) --
+    # -- stored form (a list; the whole per-user record: intentstream.stream.engine.user_state) --
 
     def dump(self) -> list[Any]:
         return [

@@ -1,10 +1,12 @@
 """Event-time sessionizer: per-user state, reorder buffer, dedup, sessions, late events.
 
-Everything here is pure (no I/O, no clock): functions take a :class:`UserState`, an
-event as a compact tuple (see :mod:`intentstream.stream.sessions.segments`), the partition watermark and a
-:class:`SessionConfig`, mutate the state and append closed
-:class:`~intentstream.stream.sessions.segments.IntentSegment` objects to ``out``. :mod:`intentstream.stream.engine.partition` drives
-them for one Kafka partition; tests drive them by hand.
+Everything here is pure (no I/O, no clock) and knows nothing of triggers: functions
+take a :class:`SessionState`, a buffered row (see :func:`buffered_row`), the horizon and a
+:class:`SessionConfig`, update the state and return the closed
+:class:`~intentstream.stream.sessions.segments.IntentSegment` objects. The caller — the
+engine's :class:`~intentstream.stream.engine.timeline.UserTimeline` — decides *when*:
+it releases rows in (ts, event_id) order and expires what the horizon closes
+(:func:`next_expiry`, :func:`expire`) before each row and at the end.
 
 Time
 ----
@@ -40,19 +42,26 @@ watermark)``. Nothing older than ``H`` can still be placed in order.
 Ids: ``session_id`` = 16 hex digits of blake2b(user_id, first event's ts, its event_id);
 ``segment_id`` = ``<session_id>:<seq>``. Same input, same ids.
 
->>> cfg, out = SessionConfig(), []
->>> st = UserState("u1")
+>>> cfg, st, out = SessionConfig.from_settings(), SessionState("u1"), []
 >>> for ts, eid in [(0, "a"), (60_000, "c"), (30_000, "b"), (3_600_000, "d")]:  # b is out of order
-...     accept(st, (T0 + ts, eid, "page_view", None, None, None, None, None), 0, cfg, out)
-0
-0
-0
-0
->>> advance(st, horizon(st, 0, cfg), cfg, out)
+...     _ = arrive(st, T0 + ts, eid, None, 0, cfg)  # not a duplicate, not late
+...     buffer(st, buffered_row(T0 + ts, eid, "page_view", None, None, None, None, None))
+>>> hz = horizon(st, 0, cfg)        # d's time - allowed lateness: a, b, c are released
+>>> for row in take_releasable(st, hz):
+...     if (x := next_expiry(st, cfg)) is not None and x <= row[0]:
+...         out.append(expire(st, cfg))
+...     out += release(st, row, cfg)
+>>> if (x := next_expiry(st, cfg)) is not None and x <= hz:  # 30 min after c: closed
+...     out.append(expire(st, cfg))
 >>> [(s.first_event_id, s.last_event_id, s.interactions, s.closed_by) for s in out]
 [('a', 'c', 3, 'inactivity')]
->>> flush(st, cfg, out); out[-1].first_event_id, out[-1].closed_by
-('d', 'end_of_input')
+>>> for row in take_buffer(st):    # end of input: d opens a session, closed at once
+...     out += release(st, row, cfg)
+>>> [(s.first_event_id, s.closed_by) for s in close_open(st, cfg)]
+[('d', 'end_of_input')]
+
+The partition engine (:mod:`intentstream.stream.engine.timeline`) runs these functions
+for each user in event-time order, together with the trigger rules and the decisions.
 """
 
 from __future__ import annotations
@@ -61,12 +70,11 @@ import base64
 import hashlib
 import struct
 from bisect import insort
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
-from intentstream.stream import codec
+from intentstream.stream.settings import Settings, default_settings
 from intentstream.stream.sessions.profiles import LifecycleRules, UserProfile, apply_fields, set_tz
-from intentstream.stream.triggers.rules import TriggerConfig, TriggerRules, TriggerState, trigger_extra
 from intentstream.stream.sessions.segments import (
     LIFECYCLE_STAGES,
     TYPE_CODE,
@@ -78,9 +86,8 @@ from intentstream.stream.sessions.segments import (
 )
 
 T0: Final = 1767607200000  # 2026-01-05T10:00:00Z, for examples
-#: :func:`accept` outcomes.
+#: What happened to an arriving event (see the engine's ``UserTimeline.accept``).
 ACCEPTED, DUPLICATE, LATE = 0, 1, 2
-STATE_VERSION: Final = 1
 _LC_CODE: Final = {s: i for i, s in enumerate(LIFECYCLE_STAGES)}
 _REC: Final = struct.Struct("<6sH").pack  # dedup log record: hash, event minute mod 2**16
 _blake2b = hashlib.blake2b
@@ -88,26 +95,27 @@ _blake2b = hashlib.blake2b
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """The sessionizer's knobs in milliseconds (from ``[sessions]`` and ``[events]``)."""
+    """The sessionizer's knobs in milliseconds, built from ``[sessions]`` and ``[events]``
+    by :meth:`from_settings` (the defaults live in ``config/default.toml`` only)."""
 
-    gap_ms: int = 1_800_000
-    max_ms: int = 14_400_000
-    lateness_ms: int = 300_000
-    dedup_ttl_ms: int = 86_400_000
-    dedup_max: int = 32
-    switch_votes: int = 3
-    default_tz: str = "UTC"
-    labeller: Labeller = field(default_factory=Labeller)
-    lifecycle: LifecycleRules = field(default_factory=LifecycleRules)
-    #: Trigger rules fed with each released event and closed segment (None: no triggers).
-    triggers: TriggerRules | None = None
+    gap_ms: int
+    max_ms: int
+    lateness_ms: int
+    dedup_ttl_ms: int
+    dedup_max: int
+    switch_votes: int
+    default_tz: str
+    labeller: Labeller
+    lifecycle: LifecycleRules
 
     @property
     def dedup_max_bytes(self) -> int:
         return 8 * self.dedup_max
 
     @classmethod
-    def from_settings(cls, settings: Any) -> SessionConfig:
+    def from_settings(cls, settings: Settings | None = None) -> SessionConfig:
+        """From ``settings`` (default: :func:`~intentstream.stream.settings.default_settings`)."""
+        settings = settings or default_settings()
         s = settings.sessions
         if s.dedup_ttl_s < s.allowed_lateness_s:
             raise ValueError("[sessions] dedup_ttl_s must be at least allowed_lateness_s")
@@ -123,14 +131,7 @@ class SessionConfig:
             default_tz=settings.events.default_tz,
             labeller=Labeller.from_settings(s),
             lifecycle=LifecycleRules.from_settings(s),
-            triggers=TriggerRules(TriggerConfig.from_settings(settings.triggers)) if settings.triggers.enabled else None,
         )
-
-
-def event_tuple(ev: Any) -> tuple:
-    """The compact tuple of a :class:`intentstream.stream.contract.events.Event`."""
-    mch = ev.props.get("channel") if ev.type == "unsubscribe" and ev.props else None
-    return (ev.ts_ms, ev.event_id, ev.type, ev.device, ev.channel, ev.amount, ev.tz, mch, trigger_extra(ev))
 
 
 def session_id(user_id: str, ts_ms: int, event_id: str) -> str:
@@ -189,32 +190,31 @@ class LateRun:
         return r
 
 
-class UserState:
-    """Everything kept per user: profile, open session, reorder buffer, dedup, offsets.
+class SessionState:
+    """One user's sessionizer state: profile, open session, late run, reorder buffer, dedup.
 
-    ``hi`` is the highest input offset applied (redelivered offsets are skipped);
-    ``mx`` the newest event time seen; ``buf`` the reorder buffer of compact rows
-    ``(ts, event_id, type code, device, channel[, amount[, message channel]])`` sorted
-    by (ts, event_id); ``log`` the dedup memory: 8-byte records (6-byte event-id hash,
-    event minute mod 2**16) in arrival order, searched directly (no set: it would cost
-    more memory than the whole rest of the state).
+    ``mx`` is the newest event time seen; ``buf`` the reorder buffer of rows (see
+    :func:`buffered_row`) sorted by (ts, event_id); ``log`` the dedup memory: 8-byte
+    records (6-byte event-id hash, event minute mod 2**16) in arrival order, searched
+    directly (no set: it would cost more memory than the whole rest of the state). The
+    engine stores it inside its per-user record (``engine.user_state.UserState``).
     """
 
-    __slots__ = ("user_id", "hi", "mx", "prof", "buf", "log", "sess", "late", "trig")
+    __slots__ = ("user_id", "mx", "prof", "buf", "log", "sess", "late")
 
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
-        self.hi = self.mx = -1
+        self.mx = -1
         self.prof = UserProfile()
         self.buf: list[tuple] = []
         self.log = bytearray()
         self.sess: Session | None = None
         self.late: LateRun | None = None
-        self.trig = TriggerState()
 
-    def dump(self, cfg: SessionConfig) -> bytes:
-        """Compact JSON (one list). Prunes the dedup log by event time first (in place:
-        what is stored is what the next step starts from)."""
+    def dump_fields(self, cfg: SessionConfig) -> list[Any]:
+        """The stored form, as list items ``[mx, profile, log, buf, session, late run]``.
+        Prunes the dedup log by event time first (in place: what is stored is what the
+        next step starts from)."""
         log = self.log
         if log:
             now = self.mx // 60000
@@ -225,62 +225,42 @@ class UserState:
             if i:
                 del log[:i]
         s, r = self.sess, self.late
-        return codec.dumps([
-            STATE_VERSION, self.hi, self.mx, self.prof.dump(),
+        return [
+            self.mx, self.prof.dump(),
             base64.b64encode(log).decode("ascii") if log else 0,
             self.buf or 0,
             s.dump() if s is not None else 0,
             r.dump() if r is not None else 0,
-            self.trig.to_dict() or 0,
-        ])  # fmt: skip
+        ]  # fmt: skip
 
-    @classmethod
-    def load(cls, user_id: str, data: bytes) -> UserState:
-        a = codec.loads(data)
-        if a[0] != STATE_VERSION:
-            raise ValueError(f"user state of {user_id!r} has version {a[0]!r}, expected {STATE_VERSION}")
-        st = cls.__new__(cls)
-        _, st.hi, st.mx, prof, log, buf, s, r = a[:8]
-        st.trig = TriggerState.from_dict(a[8] if len(a) > 8 else None)
-        st.user_id = user_id
-        st.prof = UserProfile.load(prof)
-        st.log = bytearray(base64.b64decode(log)) if log else bytearray()
-        st.buf = [tuple(e) for e in buf] if buf else []
-        st.sess = Session.load(s) if s else None
-        st.late = LateRun.load(r) if r else None
-        return st
+    def load_fields(self, a: list[Any]) -> None:
+        """Fill this state from :meth:`dump_fields`' items."""
+        self.mx, prof, log, buf, s, r = a
+        self.prof = UserProfile.load(prof)
+        self.log = bytearray(base64.b64decode(log)) if log else bytearray()
+        self.buf = [tuple(e) for e in buf] if buf else []
+        self.sess = Session.load(s) if s else None
+        self.late = LateRun.load(r) if r else None
 
 
-def horizon(st: UserState, watermark: int, cfg: SessionConfig) -> int:
+def horizon(st: SessionState, watermark: int, cfg: SessionConfig) -> int:
     """The user's horizon: events older than this are late; buffered ones are released."""
     h = st.mx - cfg.lateness_ms
     return h if h > watermark else watermark
 
 
-def accept(st: UserState, ev: tuple, watermark: int, cfg: SessionConfig, out: list[IntentSegment]) -> int:
-    """Take one event (compact tuple): :data:`DUPLICATE`, :data:`LATE` (handled now) or
-    :data:`ACCEPTED` (buffered).
-
-    Buffered events may be released any time later by :func:`advance` to the then
-    horizon: whether an event is late depends only on the user's newest event time and
-    the watermark at its arrival, and a late event first advances the user to that
-    horizon, so deferring releases (e.g. to the end of a batch) changes nothing."""
-    extra = ev[8] if len(ev) > 8 else None
-    return accept_fields(st, ev[0], ev[1], ev[2], ev[3], ev[4], ev[5], ev[6], ev[7], watermark, cfg, out, extra)
-
-
-def accept_fields(
-    st: UserState, ts: int, eid: str, typ: str, dev: str | None, ch: str | None, amt: float | None,
-    tz: str | None, mch: str | None, watermark: int, cfg: SessionConfig, out: list[Any],
-    extra: dict[str, Any] | None = None,
-) -> int:  # fmt: skip
-    """:func:`accept` on unpacked fields (the engine's hot path)."""
+def arrive(st: SessionState, ts: int, eid: str, tz: str | None, watermark: int, cfg: SessionConfig) -> int | None:
+    """Note one arriving event: None if it is a duplicate (ignored), else the user's
+    horizon *as of its arrival* — the event is late iff ``ts`` is below it. Whether an
+    event is late depends only on the user's newest event time and the watermark at its
+    arrival, so releases may be deferred (e.g. to the end of a batch) without changing
+    anything. The profile's time zone follows the newest event that carried one."""
     h = _blake2b(eid.encode(), digest_size=6).digest()
     log = st.log
     i = log.find(h)
     while i >= 0:
         if not i & 7:
-            return DUPLICATE
+            return None
         i = log.find(h, i + 1)  # a match across two records: keep looking
     log += _REC(h, ts // 60000 & 0xFFFF)
     if len(log) > cfg.dedup_max_bytes:
@@ -292,37 +272,52 @@ def accept_fields(
         st.mx = ts
     if tz is not None and ts >= st.prof.tz_ts:
         set_tz(st.prof, tz, ts)
+    return hz
+
+
+def buffered_row(
+    ts: int, eid: str, typ: str, dev: str | None, ch: str | None, amt: float | None, mch: str | None,
+    extra: dict[str, Any] | None,
+) -> tuple:  # fmt: skip
+    """The reorder buffer's row of an event, as short as its fields allow (rows are stored):
+    ``(ts, event_id, type code, device, channel[, amount[, message channel[, extra]]])``;
+    ``extra`` carries what the trigger rules read beyond these fields."""
     code = TYPE_CODE.get(typ, typ)
-    if extra is not None and cfg.triggers is not None:
-        row: tuple = (ts, eid, code, dev, ch, amt, mch, extra)
-    elif mch is not None:
-        row = (ts, eid, code, dev, ch, amt, mch)
-    elif amt is not None:
-        row = (ts, eid, code, dev, ch, amt)
-    else:
-        row = (ts, eid, code, dev, ch)
-    if ts < hz:
-        advance(st, hz, cfg, out)  # place it against the state as of its arrival
-        _late(st, row, hz, cfg, out)
-        return LATE
+    if extra is not None:
+        return (ts, eid, code, dev, ch, amt, mch, extra)
+    if mch is not None:
+        return (ts, eid, code, dev, ch, amt, mch)
+    if amt is not None:
+        return (ts, eid, code, dev, ch, amt)
+    return (ts, eid, code, dev, ch)
+
+
+def buffer(st: SessionState, row: tuple) -> None:
+    """Put a row that is not late into the user's reorder buffer, in (ts, event_id) order."""
     buf = st.buf
     if buf and row < buf[-1]:
         insort(buf, row)
     else:
         buf.append(row)
-    return ACCEPTED
 
 
-def advance(st: UserState, hz: int, cfg: SessionConfig, out: list[Any]) -> None:
-    """Release buffered events older than horizon ``hz`` and close what ``hz`` expires."""
+def take_releasable(st: SessionState, hz: int) -> list[tuple]:
+    """Remove and return the buffered rows older than horizon ``hz``, in order."""
     buf = st.buf
-    if buf and buf[0][0] < hz:
-        i, n = 0, len(buf)
-        while i < n and buf[i][0] < hz:
-            _release(st, buf[i], cfg, out)
-            i += 1
-        del buf[:i]
-    _settle(st, hz, cfg, out)
+    if not buf or buf[0][0] >= hz:
+        return []
+    i, n = 0, len(buf)
+    while i < n and buf[i][0] < hz:
+        i += 1
+    rows = buf[:i]
+    del buf[:i]
+    return rows
+
+
+def take_buffer(st: SessionState) -> list[tuple]:
+    """End of input: remove and return the whole buffer."""
+    rows, st.buf = st.buf, []
+    return rows
 
 
 def _close_moment(s: Session, cfg: SessionConfig) -> int:
@@ -332,130 +327,60 @@ def _close_moment(s: Session, cfg: SessionConfig) -> int:
     return m if m < d else d
 
 
-def _settle(st: UserState, t: int, cfg: SessionConfig, out: list[Any]) -> None:
-    """Do, in time order, what the horizon reaching ``t`` makes happen: trigger timers
-    (at deadline + 1), the late run's flush (at its due) and the session's close (at
-    :func:`_close_moment`). Called before each released event and at the end of
-    :func:`advance`, so the order of outputs — and what each trigger sees of the user,
-    e.g. the persona of the latest closed segment — is the same whichever way (event,
-    watermark, batch cut) time reached it."""
-    rules = cfg.triggers
-    s = st.sess
-    if st.late is None and (s is None or (t <= s.last + cfg.gap_ms and t < s.start + cfg.max_ms)):
-        # hot path (every released event): nothing but maybe a timer can be due
-        if rules is None:
-            return
-        d = st.trig.next_due()
-        if d is None or d + 1 > t:
-            return
-    while True:
-        moment, kind = t + 1, -1
-        if rules is not None:
-            d = st.trig.next_due()
-            if d is not None and d + 1 <= t:
-                moment, kind = d + 1, 0
-        r = st.late
-        if r is not None and r.due <= t and r.due < moment:
-            moment, kind = r.due, 1
-        s = st.sess
-        if s is not None:
-            c = _close_moment(s, cfg)
-            if c <= t and c < moment:
-                moment, kind = c, 2
-        if kind < 0:
-            return
-        if kind == 0:
-            _fired(st, rules.fire_due(st.trig, moment - 1), out)  # type: ignore[union-attr]
-        elif kind == 1:
-            _flush_late(st, cfg, out)
-        else:
-            _close(st, _reason(s, cfg), cfg, out)  # type: ignore[arg-type]
+def next_expiry(st: SessionState, cfg: SessionConfig) -> int | None:
+    """The smallest horizon at which the late run is flushed or the open session closed
+    without a new event (None: nothing open). Hot: asked before every released row."""
+    r, s = st.late, st.sess
+    if s is None:
+        return r.due if r is not None else None
+    d = s.last + cfg.gap_ms + 1
+    m = s.start + cfg.max_ms
+    if m < d:
+        d = m
+    return r.due if r is not None and r.due <= d else d
 
 
-def next_due(st: UserState, cfg: SessionConfig) -> int | None:
-    """Smallest horizon at which :func:`advance` would change ``st`` (None: never)."""
+def expire(st: SessionState, cfg: SessionConfig) -> IntentSegment:
+    """Close what is due at :func:`next_expiry`: the late run first on a tie, else the
+    session (``closed_by`` max_length or inactivity, the threshold reached first)."""
+    r, s = st.late, st.sess
+    if r is not None and (s is None or r.due <= _close_moment(s, cfg)):
+        return _flush_late(st, cfg)
+    assert s is not None
+    return _close(st, _reason(s, cfg), cfg)
+
+
+def next_due(st: SessionState, cfg: SessionConfig) -> int | None:
+    """Smallest horizon at which the sessionizer would change ``st`` (None: never)."""
     due = st.buf[0][0] + 1 if st.buf else None
-    s = st.sess
-    if s is not None:
-        d = s.last + cfg.gap_ms + 1
-        m = s.start + cfg.max_ms
-        if m < d:
-            d = m
-        if due is None or d < due:
-            due = d
-    if st.late is not None:
-        d = st.late.due
-        if due is None or d < due:
-            due = d
-    if cfg.triggers is not None:
-        d = st.trig.next_due()
-        if d is not None and (due is None or d + 1 < due):
-            due = d + 1  # a timer fires once the horizon is past its deadline
+    x = next_expiry(st, cfg)
+    if x is not None and (due is None or x < due):
+        due = x
     return due
 
 
-def flush(st: UserState, cfg: SessionConfig, out: list[IntentSegment]) -> None:
-    """End of input: release the whole buffer, close the session (``end_of_input``)
+def close_open(st: SessionState, cfg: SessionConfig) -> list[IntentSegment]:
+    """End of input, once the buffer is released: close the session (``end_of_input``)
     and emit the late run."""
-    for row in st.buf:
-        _release(st, row, cfg, out)
-    st.buf = []
+    out = []
     if st.sess is not None:
-        _close(st, "end_of_input", cfg, out)
+        out.append(_close(st, "end_of_input", cfg))
     if st.late is not None:
-        _flush_late(st, cfg, out)
+        out.append(_flush_late(st, cfg))
+    return out
 
 
 def _reason(s: Session, cfg: SessionConfig) -> str:
     return "max_length" if s.start + cfg.max_ms <= s.last + cfg.gap_ms + 1 else "inactivity"
 
 
-def _release(st: UserState, row: tuple, cfg: SessionConfig, out: list[Any]) -> None:
-    """Fold one buffered row, in (ts, event_id) order, into the profile, the session and
-    the trigger rules, after what happens before its time (:func:`_settle`)."""
-    _settle(st, row[0], cfg, out)
-    _release_session(st, row, cfg, out)
-    rules = cfg.triggers
-    if rules is not None:
-        _trigger_event(rules, st, row, out)
+_NONE: Final[tuple[IntentSegment, ...]] = ()
 
 
-def _trigger_event(rules: TriggerRules, st: UserState, row: tuple, out: list[Any]) -> None:
-    n = len(row)
-    info = TYPE_INFO.get(row[2])
-    typ = info[0] if info is not None else str(row[2])
-    fired = rules.on_fields(st.trig, row[0], row[1], typ, row[5] if n > 5 else None, row[7] if n > 7 else None)
-    if fired:
-        _fired(st, fired, out)
-
-
-class Outputs(list):
-    """``out`` with a hook called the moment a trigger fires (the engine decides there and
-    then, so a sent message's feedback timer is armed before the user's next event)."""
-
-    def __init__(self, on_fired: Any) -> None:
-        super().__init__()
-        self.on_fired = on_fired
-
-
-def _fired(st: UserState, fired: list[Any], out: list[Any]) -> None:
-    """Triggers go into ``out`` beside segments, as (user_id, Fired), in the order they happen."""
-    hook = getattr(out, "on_fired", None)
-    for f in fired:
-        out.append((st.user_id, f))
-        if hook is not None:
-            hook(st, f)
-
-
-def _emit(st: UserState, seg: IntentSegment, cfg: SessionConfig, out: list[Any]) -> None:
-    """A closed segment: out, and to the persona-driven trigger rules."""
-    out.append(seg)
-    if cfg.triggers is not None:
-        _fired(st, cfg.triggers.on_segment(st.trig, seg), out)
-
-
-def _release_session(st: UserState, row: tuple, cfg: SessionConfig, out: list[Any]) -> None:
-    """Fold one buffered row, in (ts, event_id) order, into the profile and the session."""
+def release(st: SessionState, row: tuple, cfg: SessionConfig) -> tuple[IntentSegment, ...]:
+    """Fold one buffered row, in (ts, event_id) order, into the profile and the session;
+    the caller has expired what the row's time closes (:func:`next_expiry`). Returns the
+    segments it closed: a session the row cannot continue, an intent change."""
     ts = row[0]
     eid = row[1]
     dev = row[3]
@@ -467,14 +392,15 @@ def _release_session(st: UserState, row: tuple, cfg: SessionConfig, out: list[An
         info = type_info(row[2])
     p = st.prof
     s = st.sess
+    closed = _NONE
     if s is not None and (ts - s.last > cfg.gap_ms or ts - s.start >= cfg.max_ms):
-        _close(st, _reason(s, cfg), cfg, out)
+        closed = (_close(st, _reason(s, cfg), cfg),)
         s = None
     if s is None:
         s = st.sess = Session(session_id(st.user_id, ts, eid), ts, p.lifecycle_stage(ts, cfg.lifecycle))
         apply_fields(p, ts, info[0], info[4], amt, row[6] if n > 6 else None)
         s.seg.add_fields(ts, eid, info, dev, ch, amt, p.kyc, p.tx)
-        return
+        return closed
     if ts > p.last_event_ms and p._dlo <= ts < p._dhi and not info[4]:
         p.last_event_ms = ts  # apply_fields' fast path: same day, no status change
     else:
@@ -486,21 +412,21 @@ def _release_session(st: UserState, row: tuple, cfg: SessionConfig, out: list[An
         seg = s.seg
         if vote < 0 or vote == seg.d or seg.nv == 0:
             seg.add_fields(ts, eid, info, dev, ch, amt, p.kyc, p.tx)
-            return
+            return closed
         c = s.cand = SegmentAccumulator()
         s.ci = vote
         c.add_fields(ts, eid, info, dev, ch, amt, p.kyc, p.tx)
     elif vote < 0 or vote == s.ci:
         c.add_fields(ts, eid, info, dev, ch, amt, p.kyc, p.tx)
         if vote < 0:
-            return
+            return closed
     else:  # the challenger run is broken: its events stay in the current segment
         seg = s.seg
         seg.merge(c)
         s.cand = None
         if vote == seg.d:
             seg.add_fields(ts, eid, info, dev, ch, amt, p.kyc, p.tx)
-            return
+            return closed
         c = s.cand = SegmentAccumulator()
         s.ci = vote
         c.add_fields(ts, eid, info, dev, ch, amt, p.kyc, p.tx)
@@ -510,29 +436,27 @@ def _release_session(st: UserState, row: tuple, cfg: SessionConfig, out: list[An
         if seg.nv < cfg.switch_votes:
             seg.merge(c)
         else:
-            _emit(st, seg.finish(st.user_id, s.sid, s.seq, s.lc, p.tz or cfg.default_tz, "intent_change", cfg.labeller), cfg, out)
+            changed = seg.finish(st.user_id, s.sid, s.seq, s.lc, p.tz or cfg.default_tz, "intent_change", cfg.labeller)
             s.seq += 1
             s.seg = c
+            return closed + (changed,)
+    return closed
 
 
-def _close(st: UserState, reason: str, cfg: SessionConfig, out: list[IntentSegment]) -> None:
+def _close(st: SessionState, reason: str, cfg: SessionConfig) -> IntentSegment:
     s = st.sess
     assert s is not None
     if s.cand is not None:
         s.seg.merge(s.cand)
     tz = st.prof.tz or cfg.default_tz
-    _emit(st, s.seg.finish(st.user_id, s.sid, s.seq, s.lc, tz, reason, cfg.labeller), cfg, out)
     st.sess = None
+    return s.seg.finish(st.user_id, s.sid, s.seq, s.lc, tz, reason, cfg.labeller)
 
 
-def _late(st: UserState, row: tuple, hz: int, cfg: SessionConfig, out: list[Any]) -> None:
-    _late_session(st, row, hz, cfg, out)
-    rules = cfg.triggers
-    if rules is not None:  # out of order, but never ignored: a late payment still cancels
-        _trigger_event(rules, st, row, out)
-
-
-def _late_session(st: UserState, row: tuple, hz: int, cfg: SessionConfig, out: list[Any]) -> None:
+def place_late(st: SessionState, row: tuple, hz: int, cfg: SessionConfig) -> None:
+    """A late row (older than the horizon ``hz`` at its arrival; the caller has advanced
+    the user to ``hz`` first): into the open segment's counts if the session started at
+    or before it, else into the user's late run."""
     ts, eid, code, dev, ch = row[:5]
     n = len(row)
     amt = row[5] if n > 5 else None
@@ -552,9 +476,9 @@ def _late_session(st: UserState, row: tuple, hz: int, cfg: SessionConfig, out: l
     r.acc.add_fields(ts, eid, info, dev, ch, amt, p.kyc, p.tx)
 
 
-def _flush_late(st: UserState, cfg: SessionConfig, out: list[IntentSegment]) -> None:
+def _flush_late(st: SessionState, cfg: SessionConfig) -> IntentSegment:
     r = st.late
     assert r is not None
     tz = st.prof.tz or cfg.default_tz
-    _emit(st, r.acc.finish(st.user_id, r.sid, 0, r.lc, tz, "late_flush", cfg.labeller), cfg, out)
     st.late = None
+    return r.acc.finish(st.user_id, r.sid, 0, r.lc, tz, "late_flush", cfg.labeller)

@@ -1,129 +1,49 @@
-"""State interfaces of the engine. Each has an in-memory and a Redis implementation and
-one contract test suite run against both (``tests/stream/state/``).
+"""Every state interface of the engine, in one place. Each protocol has an in-memory
+backend (:mod:`intentstream.stream.state.memory`) and a Redis backend
+(:mod:`intentstream.stream.state.redis`, keys in :mod:`intentstream.stream.state.redis.keys`),
+and one contract suite run against both (``tests/stream/state/``).
 
-:class:`SessionStore` keeps the sessionizer's state of one Kafka partition of the
-clickstream: per-user states (opaque bytes, see :class:`intentstream.stream.sessions.sessionizer.UserState`),
-the partition's :class:`PartitionMeta`, its due index (user -> next due event time) and
-its outbox. :meth:`SessionStore.commit` writes one :class:`CommitBatch` atomically —
-state, due index, outbox entries and meta together, or nothing.
+=====================================  ================================================
+protocol (module)                      what it keeps
+=====================================  ================================================
+:class:`SessionStore` (``sessions``)   the sessionizer's per-partition state: users'
+                                       states, partition meta, due index, outbox;
+                                       one :class:`CommitBatch` applied atomically
+:class:`LedgerStore` (``fatigue``)     the fatigue ledger's per-user history, with an
+                                       atomic check-and-record of a :class:`LedgerRequest`
+                                       under :class:`Limits`, answering a :class:`Verdict`
+:class:`PersonaStore` (``personas``)   the cluster personas: model checkpoint, each
+                                       user's cluster, the clusters' labels
+:class:`WriterLease` (``lease``)       the personas single-writer lease; its holder
+                                       writes through a store fenced by its token
+=====================================  ================================================
 
->>> from intentstream.stream.state.memory import MemorySessionStore
->>> store = MemorySessionStore()
->>> entry = OutboxEntry(seq=0, id="s1:0", topic="segments", key=b"u1", value=b"{}")
->>> store.commit(0, CommitBatch(PartitionMeta(hi=9, wm=5, ob=1), {"u1": b"state"}, {"u1": 42}, [entry]))
->>> store.load_partition(0), store.load_users(0, ["u1", "u2"]), store.due_users(0, 100)
-(PartitionMeta(hi=9, wm=5, ob=1), {'u1': b'state'}, ['u1'])
->>> [e.id for e in store.outbox(0)]
-['s1:0']
+Shared values: :class:`PartitionMeta`, :class:`OutboxEntry`, :class:`CommitBatch`;
+:class:`StoreUnavailable` is what any backend raises when it cannot be reached.
+
+>>> from intentstream.stream.state.memory import MemoryLedgerStore, MemoryPersonaStore, MemorySessionStore
+>>> isinstance(MemorySessionStore(), SessionStore), isinstance(MemoryLedgerStore(), LedgerStore)
+(True, True)
+>>> isinstance(MemoryPersonaStore(), PersonaStore)
+True
 """
 
-from __future__ import annotations
+from intentstream.stream.state.fatigue import LedgerRequest, LedgerStore, Limits, Verdict
+from intentstream.stream.state.lease import LeaseLost, WriterLease
+from intentstream.stream.state.personas import PersonaStore
+from intentstream.stream.state.sessions import CommitBatch, OutboxEntry, PartitionMeta, SessionStore, StoreUnavailable
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-
-from intentstream.stream import codec
-
-if TYPE_CHECKING:
-    from intentstream.stream.decisions.fatigue import LedgerStore
-
-
-class StoreUnavailable(ConnectionError):
-    """The state backend could not be reached or timed out; the batch was not applied
-    (or its outcome is unknown). Retry the same batch: offsets make it idempotent."""
-
-
-@dataclass(frozen=True)
-class PartitionMeta:
-    """Per-partition progress: ``hi`` highest input offset applied (-1: none), ``wm``
-    watermark (epoch ms, 0: none), ``ob`` next outbox sequence number."""
-
-    hi: int = -1
-    wm: int = 0
-    ob: int = 0
-
-    def dump(self) -> bytes:
-        return codec.dumps([self.hi, self.wm, self.ob])
-
-    @classmethod
-    def load(cls, data: bytes | None) -> PartitionMeta:
-        return cls(*codec.loads(data)) if data else cls()
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """One output waiting to be published: ``id`` is deterministic (the segment id, or
-    ``dlq:<partition>:<offset>``) and travels in the Kafka header, ``seq`` orders entries
-    within the partition's outbox, ``key`` is the Kafka key (None: no key)."""
-
-    seq: int
-    id: str
-    topic: str
-    key: bytes | None
-    value: bytes
-
-    def dump(self) -> bytes:
-        head = codec.dumps([self.seq, self.id, self.topic, self.key.decode("utf-8", "surrogateescape") if self.key is not None else None])
-        return head + b"\n" + self.value
-
-    @classmethod
-    def load(cls, data: bytes) -> OutboxEntry:
-        head, _, value = data.partition(b"\n")
-        seq, id_, topic, key = codec.loads(head)
-        return cls(seq, id_, topic, key.encode("utf-8", "surrogateescape") if key is not None else None, value)
-
-
-@dataclass
-class CommitBatch:
-    """Everything one engine step writes: applied atomically by :meth:`SessionStore.commit`.
-
-    ``users``: serialized states to write; ``dues``: next due time per user (None:
-    remove from the due index); ``outbox``: entries to append; ``meta``: the new meta."""
-
-    meta: PartitionMeta
-    users: dict[str, bytes] = field(default_factory=dict)
-    dues: dict[str, int | None] = field(default_factory=dict)
-    outbox: list[OutboxEntry] = field(default_factory=list)
-
-
-@runtime_checkable
-class SessionStore(Protocol):
-    """Sessionizer state of the clickstream's partitions (see the module docstring)."""
-
-    def load_partition(self, partition: int) -> PartitionMeta:
-        """The partition's meta; ``PartitionMeta()`` if nothing was ever committed."""
-        ...
-
-    def load_users(self, partition: int, user_ids: Iterable[str]) -> dict[str, bytes]:
-        """Stored states of those users that have one (absent users are left out)."""
-        ...
-
-    def due_users(self, partition: int, until_ms: int) -> list[str]:
-        """Users of the partition whose next due time is <= ``until_ms``, by (due, user)."""
-        ...
-
-    def commit(self, partition: int, batch: CommitBatch) -> None:
-        """Apply ``batch`` atomically (all of it or nothing)."""
-        ...
-
-    def outbox(self, partition: int) -> list[OutboxEntry]:
-        """Entries not yet acknowledged, in ``seq`` order."""
-        ...
-
-    def ack_outbox(self, partition: int, ids: Iterable[str], output_offsets: Mapping[tuple[str, int], int] | None = None) -> None:
-        """Drop published entries; record the output partitions' end offsets with them
-        (where outbox recovery starts reading after a restart). Unknown ids are ignored."""
-        ...
-
-    def output_offsets(self, partition: int) -> dict[tuple[str, int], int]:
-        """The output offsets recorded by the last :meth:`ack_outbox` calls."""
-        ...
-
-    def ledger(self) -> LedgerStore:
-        """The fatigue ledger's store kept beside this state (same backend, same lifetime):
-        decisions already recorded survive a restart exactly as session state does."""
-        ...
-
-
-__all__ = ["CommitBatch", "OutboxEntry", "PartitionMeta", "SessionStore", "StoreUnavailable"]
+__all__ = [
+    "CommitBatch",
+    "LeaseLost",
+    "LedgerRequest",
+    "LedgerStore",
+    "Limits",
+    "OutboxEntry",
+    "PartitionMeta",
+    "PersonaStore",
+    "SessionStore",
+    "StoreUnavailable",
+    "Verdict",
+    "WriterLease",
+]

@@ -5,9 +5,11 @@ the generator and the sessionizer would cost more than the thing measured. Each 
 is a short scripted run of events fed through the sessionizer's own
 :class:`~intentstream.stream.sessions.segments.SegmentAccumulator`, so every label (intent, strength, urgency,
 statuses, behaviour stage) follows the real formulas; users carry their KYC and
-transaction statuses from segment to segment. The persona names match
-:mod:`intentstream.stream.synth.clickstream`'s. Realistic traces for scoring come from ``intentstream.stream.synth.clickstream`` and
-the sessionizer (``bench/personas.py`` uses them when available).
+transaction statuses from segment to segment. The persona names and user ids match the
+clickstream generator's (:data:`intentstream.stream.synth.config.PERSONAS`,
+:func:`intentstream.stream.synth.users.user_id`). Realistic traces for scoring come from
+:mod:`intentstream.stream.synth.clickstream` and the sessionizer (``bench/personas.py``
+uses them when available).
 
 Segments come day by day (users in index order within a day); user ``i``'s segments of
 day ``d`` depend only on ``(seed, i, d)`` and that user's earlier days.
@@ -31,6 +33,7 @@ from typing import Any, Final
 
 from intentstream.stream.contract.events import parse_ts
 from intentstream.stream.sessions.segments import Labeller, SegmentAccumulator
+from intentstream.stream.synth.users import user_id
 
 #: Persona -> (share of users, segment kinds with weights, mean segments per active day).
 PERSONA_SCRIPTS: Final[dict[str, tuple[float, tuple[tuple[str, float], ...], float]]] = {
@@ -72,11 +75,7 @@ def _assign(users: int, seed: int) -> list[str]:
 
 def synthetic_truth(users: int, seed: int = 0) -> dict[str, str]:
     """User id -> planted persona."""
-    return {_uid(i, users): p for i, p in enumerate(_assign(users, seed))}
-
-
-def _uid(i: int, users: int) -> str:
-    return f"u{i:0{max(6, len(str(users - 1)))}d}"
+    return {user_id(i, users): p for i, p in enumerate(_assign(users, seed))}
 
 
 def _script(kind: str, rng: random.Random) -> list[str]:
@@ -111,7 +110,7 @@ def synthetic_segments(
     personas = _assign(users, seed)
     start_ms = parse_ts(start)
     assert isinstance(start_ms, int)
-    labeller = Labeller()
+    labeller = Labeller.from_settings()
     status: dict[int, tuple[str, str, str, str, str]] = {}  # kyc, tx, lifecycle, tz, device
     for day in range(days):
         midnight = start_ms + day * _DAY
@@ -129,7 +128,7 @@ def synthetic_segments(
             if rng.random() > 0.7:
                 continue
             kyc, tx, life, tz, device = status[i]
-            uid = _uid(i, users)
+            uid = user_id(i, users)
             cum = list(accumulate(w for _, w in kinds))
             hour = rng.randint(20, 23) if persona == "night_owl" else rng.randint(7, 21)
             t = midnight + hour * 3_600_000 + rng.randrange(3_000_000)
@@ -142,7 +141,7 @@ def synthetic_segments(
                     kyc = _KYC_AFTER.get(typ, kyc)
                     tx = _TX_AFTER.get(typ, tx)
                     amount = round(rng.uniform(10, 900), 2) if typ == "payment_success" else None
-                    acc.add_event((t, f"{session}:{n}", typ, device, "app", amount, tz, None), kyc, tx)
+                    acc.add((t, f"{session}:{n}", typ, device, "app", amount, tz, None), kyc, tx)
                 yield acc.finish(uid, session, 0, life, tz, "inactivity", labeller).to_dict()
                 t += 2_400_000 + rng.randrange(3_600_000)
             status[i] = (kyc, tx, life, tz, device)

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from intentstream.stream.contract.events import Event
+from intentstream.stream.settings import TriggerSettings, default_settings
 
 DAY_MS = 86_400_000
 
@@ -64,28 +65,6 @@ ALL_TRIGGERS = (
     "cart_abandoned", "payment_stalled", "kyc_stalled", "kyc_rejected",
     "churn_risk", "first_transaction_nudge", "coupon_interest",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TriggerConfig:
-    """The rules' numbers; built from ``[triggers]`` settings by :meth:`from_settings`."""
-
-    enabled: tuple[str, ...] = ALL_TRIGGERS
-    cart_abandon_s: int = 1800
-    payment_stall_s: int = 900
-    kyc_stall_s: int = 86400
-    churn_silence_s: int = 7 * 86400
-    churn_min_active_days: int = 2
-    churn_lookback_days: int = 30
-    nudge_min_strength: float = 0.6
-    coupon_min_strength: float = 0.5
-    feedback_ignore_s: int = 86400
-    dismiss_streak_block: int = 3
-    dismiss_block_s: int = 30 * 86400
-
-    @classmethod
-    def from_settings(cls, ts: Any) -> TriggerConfig:  # ts: intentstream.stream.settings.TriggerSettings
-        return cls(**{name: getattr(ts, name) for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +192,9 @@ def _facts(extra: Mapping[str, Any], amount: float | None) -> dict[str, Any]:
 class TriggerRules:
     """Pure rule logic over a :class:`TriggerState`; see the module docstring."""
 
-    def __init__(self, config: TriggerConfig | None = None) -> None:
-        self.cfg = config or TriggerConfig()
+    def __init__(self, config: TriggerSettings | None = None) -> None:
+        """``config``: the ``[triggers]`` settings (default: the defaults file's)."""
+        self.cfg = config or default_settings().triggers
         self.enabled = frozenset(self.cfg.enabled)
 
     # ------------------------------------------------------------------ events

@@ -1,5 +1,9 @@
 """The personas single writer (agents/personas.py) against the real broker and Redis.
 
+Its pure parts (merge order, record parsing, offsets) are tested in
+``tests/stream/test_personas.py``; the lease and its fencing in the contract suite
+``tests/stream/state/test_lease_contract.py``.
+
 Segments: 342 closed segments of 150 synthetic users over 2 days (``intentstream.stream.synth.segments``),
 serialised as the worker publishes them and produced to a 3-partition topic of the test's
 own (key = user_id, Kafka's partitioner), plus a few malformed records. Every test
@@ -17,7 +21,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -26,20 +29,14 @@ from pathlib import Path
 
 import pytest
 
-from intentstream.agents.personas import (
-    FencedPersonaStore,
-    LeaseLost,
-    MalformedSegment,
-    PartitionMerger,
-    PersonaWriter,
-    RedisLease,
-    SegmentRecord,
-    parse_segment,
-)
+from intentstream.agents.personas import PersonaWriter
 from intentstream.stream import codec
 from intentstream.stream.engine.partitioning import partition_for
+from intentstream.stream.personas.checkpoint import read_checkpoint_meta
+from intentstream.stream.personas.merge import PartitionMerger, SegmentRecord
+from intentstream.stream.personas.model import PersonaModel
+from intentstream.stream.personas.records import MalformedSegment, parse_segment
 from intentstream.stream.state.redis.keys import checkpoint_key, labels_key, users_key, writer_lease_key
-from intentstream.stream.personas.model import PersonaModel, read_checkpoint_meta
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
@@ -134,7 +131,9 @@ def users_hash(client, prefix: str) -> dict[str, int]:
 def read_topic(settings, topic: str) -> list[SegmentRecord]:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(**settings.kafka.kafka_python_options(), group_id=None, enable_auto_commit=False)
+    from intentstream.agents.kafka import kafka_python_options
+
+    consumer = KafkaConsumer(**kafka_python_options(settings.kafka), group_id=None, enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
@@ -185,53 +184,6 @@ async def run_until_learned(writer: PersonaWriter, records: int, timeout: float 
 # --------------------------------------------------------------------------- unit
 
 
-def test_merge_order_does_not_depend_on_fetch_timing():
-    rng = random.Random(7)
-    parts = {
-        p: [SegmentRecord(p, o, ts, None) for o, ts in enumerate(sorted(rng.randrange(1000) for _ in range(40)))]
-        for p in range(4)
-    }
-    parts[3] = [r._replace(timestamp=rng.randrange(1000)) for r in parts[3]]  # one producer's clock jumps around
-    full = PartitionMerger(parts)
-    for recs in parts.values():
-        full.add(recs)
-    expected = full.release(dict.fromkeys(parts, 10**9), grace_ms=0)
-    assert len(expected) == 160
-    for trial in range(20):
-        merger, out, pos = PartitionMerger(parts), [], dict.fromkeys(parts, 0)
-        while any(pos[p] < len(parts[p]) for p in parts):
-            p = rng.choice([q for q in parts if pos[q] < len(parts[q])])
-            n = rng.randint(1, 9)
-            merger.add(parts[p][pos[p] : pos[p] + n])
-            pos[p] += n
-            # partitions fetched to their end are known to be so; others unknown
-            horizons = {q: (10**9 if pos[q] >= len(parts[q]) else None) for q in parts}
-            out += merger.release(horizons, grace_ms=0, limit=rng.randint(1, 20))
-        out += merger.release(dict.fromkeys(parts, 10**9), grace_ms=0)
-        assert out == expected, trial
-    # and each partition keeps its offset order, even with one producer's clock unordered
-    assert [r.offset for r in expected if r.partition == 3] == list(range(40))
-
-
-def test_an_idle_partition_holds_records_back_for_the_grace_only():
-    m = PartitionMerger([0, 1])
-    m.add([SegmentRecord(0, 0, 5_000, None)])
-    assert m.release({1: None}, grace_ms=2000) == []  # partition 1 not read to its end yet
-    assert m.release({1: 6_000}, grace_ms=2000) == []  # read to its end, but too recently
-    assert [r.offset for r in m.release({1: 7_001}, grace_ms=2000)] == [0]
-
-
-def test_malformed_segments_are_classified():
-    good = segment_payloads()[0]
-    assert parse_segment(good)["user_id"]
-    reasons = []
-    for value in [*MALFORMED, mistyped(good), codec.dumps({**codec.loads(good), "user_id": ""}), b""]:
-        with pytest.raises(MalformedSegment) as info:
-            parse_segment(value)
-        reasons.append(info.value.reason)
-    assert reasons == ["not_json", "not_object", "missing_field", "empty", "bad_field_type", "bad_field_type", "empty"]
-
-
 def test_lease_timing_knobs_are_checked():
     from intentstream.stream.settings import load_settings
 
@@ -240,29 +192,6 @@ def test_lease_timing_knobs_are_checked():
 
 
 # --------------------------------------------------------------------------- integration
-
-
-@pytest.mark.integration
-def test_lease_is_exclusive_and_a_lost_lease_fences_every_write(redis_db):
-    client = redis_db.client
-    key = writer_lease_key("lt")
-    a, b = RedisLease(client, key, 0.3, "a"), RedisLease(client, key, 0.3, "b")
-    ta = a.try_acquire()
-    assert ta and ta.startswith("a:") and b.try_acquire() is None
-    assert a.renew(ta) and not b.renew("b:forged") and a.holder() == ta
-    store = FencedPersonaStore(client, "lt", key, ta)
-    store.set_assignments({"u1": 1})
-    store.save_checkpoint(b"ckpt-1", {0: {"zh": "x", "en": "x"}})
-    time.sleep(0.4)  # a stops renewing (a pause, a partition): the lease expires
-    tb = b.try_acquire()
-    assert tb and b.holder() == tb
-    with pytest.raises(LeaseLost):
-        store.set_assignments({"u1": 2})
-    with pytest.raises(LeaseLost):
-        store.save_checkpoint(b"ckpt-stale", {})
-    assert checkpoint(client, "lt") == b"ckpt-1" and users_hash(client, "lt") == {"u1": 1}
-    assert not a.renew(ta) and not a.release(ta) and b.holder() == tb
-    assert b.release(tb) and a.holder() is None
 
 
 @pytest.mark.integration

@@ -24,7 +24,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from intentstream.stream import codec
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.synth.clickstream import generate_lines
+from intentstream.stream.synth.config import GeneratorConfig
 from intentstream.stream.engine.offline import OfflineRunner
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,11 @@ import pytest
 from intentstream.stream import codec
 from intentstream.stream.checks import check_deterministic, check_idempotent
 from intentstream.stream.decisions.decider import Decider, TriggerHit, build_decision
-from intentstream.stream.decisions.contract import REASONS, STATUSES, Decision, Persona, action_id
+from intentstream.stream.decisions.contract import REASONS, STATUSES, BehaviourPersona, Decision, action_id
 from intentstream.stream.contract.events import parse_ts
-from intentstream.stream.decisions.fatigue import DAY_MS, HOUR_MS, FatigueLedger, Limits, MemoryLedgerStore, Verdict, in_holdout
+from intentstream.stream.decisions.fatigue import FatigueLedger, in_holdout
+from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Limits, Verdict
+from intentstream.stream.state.memory import MemoryLedgerStore
 from intentstream.stream.decisions.strategies import load_catalogue
 from intentstream.stream.triggers.rules import Fired
 
@@ -98,7 +100,7 @@ def test_decision_validates_status_and_reason():
 
 
 def test_the_full_json_of_one_decision():
-    persona = Persona(3, "已完成交易·中紧迫·优惠券导向", "transacted", "coupon_oriented")
+    persona = BehaviourPersona(3, "已完成交易·中紧迫·优惠券导向", "transacted", "coupon_oriented")
     out = decider().decide(hit(evidence=("e2", "e1"), facts={"item_id": "SKU-1042"}, tz="Europe/Berlin", persona=persona))
     obj = out.decision.to_dict()
     aid = action_id("u1", "cart_abandoned", ["e1", "e2"])
@@ -189,7 +191,7 @@ def test_fallback_and_regret_rule_show_in_the_decision():
 def test_redelivery_returns_the_original_decision_even_if_inputs_changed():
     d = decider()
     first = d.decide(hit(facts={"item_id": "A"}))
-    later = hit(facts={"item_id": "B"}, persona=Persona(1, "x", "transacted"), ignored_streak=9)
+    later = hit(facts={"item_id": "B"}, persona=BehaviourPersona(1, "x", "transacted"), ignored_streak=9)
     again = d.decide(later)
     assert again.duplicate and not first.duplicate
     assert codec.dumps(again.decision.to_dict()) == codec.dumps(first.decision.to_dict())
@@ -220,7 +222,7 @@ def random_hits(n: int, seed: int = 2) -> list[TriggerHit]:
     out = []
     for i in range(n):
         t += rng.randrange(0, 6 * HOUR_MS)
-        persona = rng.choice([None, Persona(1, "a", "transacted", "coupon_oriented"), Persona(2, "b", "exploring")])
+        persona = rng.choice([None, BehaviourPersona(1, "a", "transacted", "coupon_oriented"), BehaviourPersona(2, "b", "exploring")])
         out.append(
             TriggerHit(
                 f"u{rng.randrange(8)}", rng.choice(triggers), t, (f"e{i}",),

@@ -7,8 +7,9 @@ import copy
 import pytest
 
 from intentstream.stream import codec
-from intentstream.stream.engine.partition import SessionEngine
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.engine.partition import PartitionEngine
+from intentstream.stream.synth.clickstream import generate_lines
+from intentstream.stream.synth.config import GeneratorConfig
 from intentstream.stream.state import CommitBatch
 from intentstream.stream.state.memory import MemorySessionStore
 
@@ -55,7 +56,7 @@ def snapshot(store: MemorySessionStore):
     return copy.deepcopy((store._meta, store._users, {p: dict(i._due) for p, i in store._due.items()}, store._outbox))
 
 
-def published(engine: SessionEngine) -> list[bytes]:
+def published(engine: PartitionEngine) -> list[bytes]:
     """What the agent does after each step: publish the outbox, then ack it."""
     entries = engine.pending_outbox()
     engine.ack([x.id for x in entries])
@@ -66,7 +67,7 @@ LINES = list(generate_lines(GeneratorConfig(users=40, days=2, seed=9)))
 
 
 def clean_run(lines=LINES, size=50):
-    eng = SessionEngine(MemorySessionStore(), 0)
+    eng = PartitionEngine(MemorySessionStore(), 0)
     out = []
     for b in batches(lines, size):
         eng.process(b)
@@ -77,14 +78,14 @@ def clean_run(lines=LINES, size=50):
 
 def test_a_redelivered_batch_changes_nothing():
     store = MemorySessionStore()
-    eng = SessionEngine(store, 0)
+    eng = PartitionEngine(store, 0)
     bs = batches(LINES, 64)
     for b in bs[:5]:
         eng.process(b)
     before = snapshot(store)
     r = eng.process(bs[4])  # Kafka delivers the last batch again
     assert r.counters["redelivered"] == len(bs[4]) and r.segments == [] and r.counters["events"] == 0
-    r = SessionEngine(store, 0).process(bs[2] + bs[3] + bs[4])  # or a new owner rewinds further
+    r = PartitionEngine(store, 0).process(bs[2] + bs[3] + bs[4])  # or a new owner rewinds further
     assert r.counters["redelivered"] == len(bs[2] + bs[3] + bs[4]) and r.segments == []
     assert snapshot(store) == before
     half = bs[5][: len(bs[5]) // 2]
@@ -103,14 +104,14 @@ def test_kill_in_the_commit_then_restart_gives_the_clean_output(crash_at, after)
     store = CrashingStore()
     store.crash_at, store.after = crash_at, after
     bs = batches(LINES, 50)
-    eng = SessionEngine(store, 0)
+    eng = PartitionEngine(store, 0)
     out: list[bytes] = []
     i = 0
     while i < len(bs):
         try:
             eng.process(bs[i])
         except Crash:
-            eng = SessionEngine(store, 0)  # the new owner of the partition
+            eng = PartitionEngine(store, 0)  # the new owner of the partition
             out += published(eng)  # first publishes what a committed step left in the outbox
             continue  # Kafka redelivers the step that was in flight
         out += published(eng)
@@ -122,12 +123,12 @@ def test_kill_in_the_commit_then_restart_gives_the_clean_output(crash_at, after)
 
 def test_commit_then_crash_before_the_outbox_ack_keeps_the_outbox():
     store = MemorySessionStore()
-    eng = SessionEngine(store, 0)
+    eng = PartitionEngine(store, 0)
     lines = [e("a", 0, user="x"), e("b", 1, user="x"), e("c", 60, user="y")]
     r = eng.process(batches(lines, 10)[0])
     assert [s.user_id for s in r.segments] == ["x"]
     # kill -9 here: committed, not published
-    again = SessionEngine(store, 0)
+    again = PartitionEngine(store, 0)
     pending = again.pending_outbox()
     assert [p.id for p in pending] == [r.segments[0].segment_id]
     assert codec.loads(pending[0].value) == r.segments[0].to_dict()
@@ -142,13 +143,13 @@ def test_a_partial_write_is_redone_per_user():
     store = CrashingStore()
     store.crash_at, store.partial = 1, True
     bs = batches(LINES, 80)
-    eng = SessionEngine(store, 0)
+    eng = PartitionEngine(store, 0)
     out = []
     for i, b in enumerate(bs):
         try:
             eng.process(b)
         except Crash:
-            eng = SessionEngine(store, 0)
+            eng = PartitionEngine(store, 0)
             r = eng.process(b)
             assert r.counters["redelivered"] > 0
         out += published(eng)
@@ -158,7 +159,7 @@ def test_a_partial_write_is_redone_per_user():
 
 
 def test_an_idle_users_session_is_closed_by_other_users_events():
-    eng = SessionEngine(MemorySessionStore(), 0)
+    eng = PartitionEngine(MemorySessionStore(), 0)
     eng.process([(0, e("a", 0, user="gone")), (1, e("b", 1, user="gone"))])
     r = eng.process([(2, e("x", 20, user="busy"))])
     assert r.segments == []
@@ -168,7 +169,7 @@ def test_an_idle_users_session_is_closed_by_other_users_events():
 
 
 def test_advance_to_closes_sessions_of_an_idle_partition():
-    eng = SessionEngine(MemorySessionStore(), 0)
+    eng = PartitionEngine(MemorySessionStore(), 0)
     eng.process([(0, e("a", 0)), (1, e("b", 5))])
     assert eng.advance_to(T0 + 35 * MIN).segments == []
     r = eng.advance_to(T0 + 35 * MIN + 1)
@@ -177,7 +178,7 @@ def test_advance_to_closes_sessions_of_an_idle_partition():
 
 
 def test_flush_closes_everything():
-    eng = SessionEngine(MemorySessionStore(), 0)
+    eng = PartitionEngine(MemorySessionStore(), 0)
     eng.process([(i, e(f"e{i}", i, user=f"u{i % 3}")) for i in range(9)])
     r = eng.flush()
     assert sorted(s.user_id for s in r.segments) == ["u0", "u1", "u2"]
@@ -188,7 +189,7 @@ def test_flush_closes_everything():
 @pytest.mark.parametrize("size", [1, 7, 333])
 def test_results_do_not_depend_on_batch_cuts(size):
     def run(n):
-        eng = SessionEngine(MemorySessionStore(), 0)
+        eng = PartitionEngine(MemorySessionStore(), 0)
         segs = [s for b in batches(LINES, n) for s in eng.process(b).segments] + eng.flush().segments
         return sorted(codec.dumps(s.to_dict()) for s in segs)
 
@@ -196,7 +197,7 @@ def test_results_do_not_depend_on_batch_cuts(size):
 
 
 def test_rejections_are_counted_and_dead_lettered():
-    eng = SessionEngine(MemorySessionStore(), 4)
+    eng = PartitionEngine(MemorySessionStore(), 4)
     r = eng.process([(0, b"{nope"), (1, e("a", 0)), (2, b'{"event_id":"x","user_id":"u","ts":"soon","type":"t"}'), (3, b"\xff")])
     assert r.invalid == {"not_json": 2, "bad_ts": 1} and r.counters["invalid"] == 3 and r.counters["events"] == 1
     assert [(x.offset, x.reason, x.raw) for x in r.rejections] == [(0, "not_json", b"{nope"), (2, "bad_ts", r.rejections[1].raw), (3, "not_json", b"\xff")]
@@ -207,7 +208,7 @@ def test_rejections_are_counted_and_dead_lettered():
 
 
 def test_counters():
-    eng = SessionEngine(MemorySessionStore(), 0)
+    eng = PartitionEngine(MemorySessionStore(), 0)
     lines = [e("a", 0), e("a", 0), e("b", 10), e("c", 1), e("d", 50, user="v")]
     r = eng.process(batches(lines, 10)[0])
     assert (r.counters["events"], r.counters["duplicates"], r.counters["late"], r.counters["segments"]) == (5, 1, 1, 1)

@@ -7,8 +7,9 @@ from collections import Counter
 import pytest
 
 from intentstream.stream import codec
-from intentstream.stream.engine.partition import SessionEngine
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines, generate_truth
+from intentstream.stream.engine.partition import PartitionEngine
+from intentstream.stream.synth.clickstream import generate_lines, generate_truth
+from intentstream.stream.synth.config import GeneratorConfig
 from intentstream.stream.engine.offline import OfflineRunner
 from intentstream.stream.state.memory import MemorySessionStore
 from intentstream.stream.cli.validate import iter_lines
@@ -72,7 +73,7 @@ def test_crash_after_deciding_before_commit_gives_the_same_decisions():
     """kill -9 after the ledger recorded decisions but before the state commit: the
     redelivered batch fires the same triggers, the ledger returns the same decisions."""
     lines = list(iter_lines(iter(LINES)))[:6000]
-    whole = SessionEngine(MemorySessionStore(), 0)
+    whole = PartitionEngine(MemorySessionStore(), 0)
     whole.process([(i, raw) for i, raw in lines])
     whole.advance_to(1 << 60)
     want = sorted(e.value for e in whole.pending_outbox() if e.topic == "actions.audit")
@@ -88,7 +89,7 @@ def test_crash_after_deciding_before_commit_gives_the_same_decisions():
 
     store = Dies()
     store.armed = True
-    eng = SessionEngine(store, 0)
+    eng = PartitionEngine(store, 0)
     got: list[bytes] = []
     batches = [lines[i : i + 400] for i in range(0, len(lines), 400)]
     i = 0
@@ -96,7 +97,7 @@ def test_crash_after_deciding_before_commit_gives_the_same_decisions():
         try:
             eng.process([(off, raw) for off, raw in batches[i]])
         except RuntimeError:
-            eng = SessionEngine(store, 0)  # restart: same store, same ledger
+            eng = PartitionEngine(store, 0)  # restart: same store, same ledger
             continue
         i += 1
     eng.advance_to(1 << 60)

@@ -1,12 +1,11 @@
-"""The pure half of the fatigue policy (quiet hours, holdout, windows, request building) and
-the in-memory store's own behaviour. Every stateful rule (caps, fallback, cooldown,
-opt-out, holdout accounting, coupon, idempotency) is in test_fatigue_contract.py, which
-runs against both stores."""
+"""The pure half of the fatigue policy (quiet hours, holdout, windows, request building).
+Every stateful rule (caps, fallback, cooldown, opt-out, holdout accounting, coupon,
+idempotency, determinism) is in tests/stream/state/test_fatigue_contract.py, which runs
+against every store; each store's own behaviour is beside it in tests/stream/state/."""
 
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import subprocess
 import sys
@@ -14,19 +13,11 @@ from datetime import time
 
 import pytest
 
-from intentstream.stream.checks import check_deterministic, check_idempotent
+from intentstream.stream.checks import check_deterministic
 from intentstream.stream.contract.events import format_ts, parse_ts
-from intentstream.stream.decisions.fatigue import (
-    DAY_MS,
-    HOUR_MS,
-    Candidate,
-    FatigueLedger,
-    Limits,
-    MemoryLedgerStore,
-    QuietHours,
-    in_holdout,
-    window_fits,
-)
+from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, QuietHours, in_holdout
+from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Limits, window_fits
+from intentstream.stream.state.memory import MemoryLedgerStore
 from intentstream.stream.settings import Settings, load_settings
 
 
@@ -235,43 +226,7 @@ def test_from_settings_wires_everything():
     assert ledger.experiment == s.fatigue.holdout_experiment and ledger.limits == Limits()
 
 
-# --------------------------------------------------------------------------- memory store, checks
-
-
-def random_candidates(n: int, seed: int = 1, users: int = 6) -> list[Candidate]:
-    rng = random.Random(seed)
-    start = ts("2026-03-01T00:00:00Z")
-    zones = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Shanghai"]
-    channels = ["push", "sms", "email", "in_app"]
-    out = []
-    t = start
-    for i in range(n):
-        t += rng.randrange(0, 8 * HOUR_MS)
-        rng.shuffle(channels)
-        out.append(
-            Candidate(
-                action_id=f"a{i}",
-                user_id=f"u{rng.randrange(users)}",
-                trigger=rng.choice(["cart_abandoned", "churn_risk", "kyc_stalled", "payment_stalled"]),
-                decided_at=t,
-                channels=tuple(channels[: rng.randrange(1, 4)]),
-                tz=rng.choice(zones),
-                opt_outs=frozenset(rng.sample(channels, rng.choice([0, 0, 0, 1, 2]))),
-                coupon=rng.random() < 0.5,
-            )
-        )
-    return out
-
-
-def test_ledger_is_deterministic_and_idempotent():
-    cands = random_candidates(400)
-
-    def fresh():
-        return FatigueLedger(MemoryLedgerStore(), holdout_share=0.1).check
-
-    verdicts = check_deterministic(fresh, cands)
-    assert {v.status for v in verdicts} >= {"sent", "deferred", "suppressed", "holdout"}
-    check_idempotent(fresh, cands)
+# --------------------------------------------------------------------------- checks
 
 
 def test_check_deterministic_catches_an_impure_policy():
@@ -282,27 +237,3 @@ def test_check_deterministic_catches_an_impure_policy():
 
     with pytest.raises(AssertionError, match="differs"):
         check_deterministic(impure, [1, 2])
-
-
-def test_memory_store_pickles_and_continues_identically():
-    cands = random_candidates(300, seed=3)
-    ledger = FatigueLedger(MemoryLedgerStore(), holdout_share=0.05)
-    head = [ledger.check(c) for c in cands[:150]]
-    clone = FatigueLedger(pickle.loads(pickle.dumps(ledger.store)), holdout_share=0.05)
-    tail_a = [ledger.check(c) for c in cands[150:]]
-    tail_b = [clone.check(c) for c in cands[150:]]
-    assert tail_a == tail_b
-    straight = FatigueLedger(MemoryLedgerStore(), holdout_share=0.05)
-    assert [straight.check(c) for c in cands] == head + tail_a
-
-
-def test_memory_store_forgets_history_beyond_the_retention_horizon():
-    store = MemoryLedgerStore()
-    ledger = FatigueLedger(store, holdout_share=0.0)
-    t0 = ts("2026-01-01T12:00:00Z")
-    for day in range(120):
-        ledger.check(Candidate(f"a{day}", "u1", "churn_risk", t0 + day * DAY_MS, ("email",)))
-    st = store.users["u1"]
-    horizon_days = Limits().ttl_ms // DAY_MS
-    assert len(st.records) <= horizon_days + 1
-    assert len(st.channels["email"]) <= horizon_days + 1

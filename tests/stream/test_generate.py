@@ -24,17 +24,10 @@ from intentstream.stream.contract.events import (
     parse_ts,
     zone,
 )
-from intentstream.stream.synth.clickstream import (
-    PERSONAS,
-    GenerationStats,
-    GeneratorConfig,
-    generate_events,
-    generate_lines,
-    generate_truth,
-    iso_ts,
-    persona_counts,
-    user_events,
-)
+from intentstream.stream.synth.clickstream import generate_events, generate_lines, generate_truth, user_events
+from intentstream.stream.synth.config import PERSONAS, GenerationStats, GeneratorConfig
+from intentstream.stream.synth.delivery import iso_ts
+from intentstream.stream.synth.personas import PERSONA_MODELS, persona_counts
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 KEY_TYPES = {
@@ -245,6 +238,10 @@ def test_sessions_are_separated_by_more_than_the_inactivity_gap(run: Run) -> Non
 
 
 # -- personas and ground truth -------------------------------------------------------------------
+
+
+def test_every_persona_has_a_behaviour_model() -> None:
+    assert tuple(PERSONA_MODELS) == PERSONAS
 
 
 def test_persona_mix_is_exact_and_complete(run: Run) -> None:

@@ -6,9 +6,10 @@ from collections import defaultdict
 
 from intentstream.stream import codec
 from intentstream.stream.cli import main
-from intentstream.stream.engine.partition import SessionEngine
+from intentstream.stream.engine.partition import PartitionEngine
 from intentstream.stream.contract.events import parse_event
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.synth.clickstream import generate_lines
+from intentstream.stream.synth.config import GeneratorConfig
 from intentstream.stream.engine.partitioning import partition_for
 from intentstream.stream.state.memory import MemorySessionStore
 
@@ -57,7 +58,7 @@ def test_equals_one_engine_per_kafka_partition(tmp_path):
         ev = parse_event(raw)
         if ev:
             per_partition[partition_for(ev.user_id.encode(), 4)].append(raw)
-    engines = {p: SessionEngine(MemorySessionStore(), p) for p in per_partition}
+    engines = {p: PartitionEngine(MemorySessionStore(), p) for p in per_partition}
     for p, lines in per_partition.items():
         engines[p].process(list(enumerate(lines)))
     # at the end, idle partitions adopt the highest watermark, as the live worker's do

@@ -1,4 +1,4 @@
-"""intentstream.stream.ops.metrics: metrics records, alert rules (firing, cooldown, resolve), readiness and the
+"""intentstream.stream.ops: metrics records, alert rules (firing, cooldown, resolve), readiness and the
 Prometheus text exposition — pure, no Kafka or Redis."""
 
 from __future__ import annotations
@@ -8,16 +8,10 @@ import re
 import pytest
 
 from intentstream.stream import codec
-from intentstream.stream.ops.metrics import (
-    AlertRules,
-    MetricsBuilder,
-    PartitionState,
-    PersonaState,
-    WorkerSnapshot,
-    build_record,
-    readiness,
-    render_prometheus,
-)
+from intentstream.stream.ops.alerts import AlertRules
+from intentstream.stream.ops.metrics import MetricsBuilder, build_record
+from intentstream.stream.ops.prometheus import render_prometheus
+from intentstream.stream.ops.snapshot import PartitionState, PersonaState, WorkerSnapshot, readiness
 from intentstream.stream.settings import OpsSettings
 
 WM = 1_767_607_200_000  # 2026-01-05T10:00:00Z

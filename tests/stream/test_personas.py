@@ -1,4 +1,6 @@
-"""Persona model: features, determinism, checkpoints, labels, the service and its stores.
+"""Persona model: features, determinism, checkpoints, labels, the service, and the single
+writer's pure parts (merge order across partitions, record parsing and learning). The
+stores and the lease have their contract suites in ``tests/stream/state/``.
 
 Real River models throughout; traces are small (synthetic segments, or a short generated
 clickstream through the offline sessionizer) so the file runs in a few seconds.
@@ -13,32 +15,30 @@ import os
 import random
 import subprocess
 import sys
-import uuid
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 from intentstream.stream import codec
-from intentstream.stream.personas.model import (
-    CATEGORIES,
+from intentstream.stream.personas.checkpoint import CheckpointError, read_checkpoint_meta
+from intentstream.stream.personas.features import (
     CATEGORICAL_FEATURES,
+    CATEGORIES,
     FEATURES,
     INTENT_GROUPS,
     NUMERIC_FEATURES,
-    STAGE_REQUIRES,
-    CheckpointError,
-    ClusterStats,
-    MemoryPersonaStore,
-    PersonaModel,
-    PersonaService,
-    UniqueCounter,
-    adjusted_rand_index,
-    persona_label,
-    read_checkpoint_meta,
     segment_features,
-    stage_agrees,
 )
+from intentstream.stream.personas.labels import STAGE_REQUIRES, cluster_label, stage_agrees
+from intentstream.stream.personas.merge import PartitionMerger, SegmentRecord, checkpoint_meta, saved_offsets
+from intentstream.stream.personas.model import PersonaModel
+from intentstream.stream.personas.records import MalformedSegment, learn_records, parse_segment
+from intentstream.stream.personas.scoring import adjusted_rand_index
+from intentstream.stream.personas.service import PersonaService
+from intentstream.stream.personas.stats import ClusterStats, UniqueCounter
+from intentstream.stream.state.memory.personas import MemoryPersonaStore
 from intentstream.stream.synth.segments import synthetic_segments, synthetic_truth
 from intentstream.stream.settings import PersonaSettings, Settings
 
@@ -48,8 +48,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @lru_cache(maxsize=None)
 def _trace(users: int = 120, days: int = 3, seed: int = 5) -> tuple[dict, ...]:
     """Segments of a small generated clickstream, through the offline sessionizer."""
-    from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
-    from intentstream.stream.report.report import segments_from_clickstream
+    from intentstream.stream.synth.clickstream import generate_lines
+    from intentstream.stream.synth.config import GeneratorConfig
+    from intentstream.stream.report.sources import segments_from_clickstream
 
     lines = enumerate(generate_lines(GeneratorConfig(users=users, days=days, seed=seed)), 1)
     return tuple(segments_from_clickstream(lines, Settings()))
@@ -198,6 +199,35 @@ def test_checkpoint_restore_continues_exactly_like_an_uninterrupted_run(estimato
     assert read_checkpoint_meta(blob) == {"offsets": {"0": half}}
 
 
+def test_a_checkpoint_pickled_under_the_old_module_path_still_restores(monkeypatch):
+    """Checkpoints written before the package layout (classes pickled as ``stream.personas``)
+    restore after an upgrade: the model a deployment learned is not lost."""
+    import types
+
+    from intentstream.stream.personas import model as model_module
+
+    model = PersonaModel(_cfg("kmeans"))
+    segs = synth(users=10)
+    for s in segs:
+        model.learn_one(s)
+    old = types.ModuleType("stream.personas")
+    for name in ("FeatureScaler", "PersonaKMeans"):
+        cls = getattr(model_module, name)
+        monkeypatch.setattr(cls, "__module__", "stream.personas")
+        setattr(old, name, cls)
+    parent = types.ModuleType("stream")
+    parent.personas = old
+    monkeypatch.setitem(sys.modules, "stream", parent)
+    monkeypatch.setitem(sys.modules, "stream.personas", old)
+    blob = model.checkpoint()
+    monkeypatch.undo()
+    for name in ("stream", "stream.personas"):  # the old module path is gone, as after an upgrade
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert b"stream.personas" in blob
+    restored = PersonaModel.from_checkpoint(blob, _cfg("kmeans"))
+    assert [restored.predict_one(s) for s in segs] == [model.predict_one(s) for s in segs]
+
+
 def test_restore_refuses_foreign_bytes_and_other_estimators():
     model = PersonaModel(_cfg("kmeans"))
     for s in synth(users=10):
@@ -313,7 +343,7 @@ def test_labels_never_contradict_the_statuses_underneath():
     clusters = _all_clusters() + [_random_stats(rng) for _ in range(2000)]
     assert len(clusters) > 2000
     for st in clusters:
-        label = persona_label(st)
+        label = cluster_label(st)
         tx, kyc = st.dominant("transaction_status")[0], st.dominant("kyc_status")[0]
         assert stage_agrees(label.stage, {"transaction_status": tx, "kyc_status": kyc}), (label, tx, kyc)
         if label.stage == "transacted":
@@ -332,7 +362,7 @@ def test_the_example_reports_contradiction_cannot_happen():
     st = ClusterStats(0)
     for stage, tx in [("transacted", "in_progress")] * 3 + [("transacted", "completed")]:
         st.add({"behaviour_stage": stage, "transaction_status": tx, "urgency": "medium", "main_activity": "coupon_oriented"})
-    assert persona_label(st).stage == "transacting"
+    assert cluster_label(st).stage == "transacting"
 
 
 def test_label_texts_zh_and_en():
@@ -342,7 +372,7 @@ def test_label_texts_zh_and_en():
     st = ClusterStats(0)
     st.add({"behaviour_stage": "transacted", "transaction_status": "completed", "urgency": "medium",
             "main_activity": "coupon_oriented"})  # fmt: skip
-    label = persona_label(st)
+    label = cluster_label(st)
     assert label.text("zh", vocab) == "已完成交易·中紧迫·优惠券导向"
     assert label.text("en", vocab) == "transacted · medium urgency · coupon-oriented"
     assert label.title(7, "zh", vocab) == "聚类 7: 已完成交易·中紧迫"
@@ -391,43 +421,74 @@ def test_service_checkpoints_by_count_and_by_time_and_resumes():
     assert plain(resumed.model.pipeline) == plain(whole.pipeline)
 
 
-# --------------------------------------------------------------------------- stores
+# --------------------------------------------------------------------------- the writer's pure parts
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def store(request):
-    if request.param == "memory":
-        yield MemoryPersonaStore()
-        return
-    import redis
+def test_merge_order_does_not_depend_on_fetch_timing():
+    rng = random.Random(7)
+    parts = {
+        p: [SegmentRecord(p, o, ts, None) for o, ts in enumerate(sorted(rng.randrange(1000) for _ in range(40)))]
+        for p in range(4)
+    }
+    parts[3] = [r._replace(timestamp=rng.randrange(1000)) for r in parts[3]]  # one producer's clock jumps around
+    full = PartitionMerger(parts)
+    for recs in parts.values():
+        full.add(recs)
+    expected = full.release(dict.fromkeys(parts, 10**9), grace_ms=0)
+    assert len(expected) == 160
+    for trial in range(20):
+        merger, out, pos = PartitionMerger(parts), [], dict.fromkeys(parts, 0)
+        while any(pos[p] < len(parts[p]) for p in parts):
+            p = rng.choice([q for q in parts if pos[q] < len(parts[q])])
+            n = rng.randint(1, 9)
+            merger.add(parts[p][pos[p] : pos[p] + n])
+            pos[p] += n
+            # partitions fetched to their end are known to be so; others unknown
+            horizons = {q: (10**9 if pos[q] >= len(parts[q]) else None) for q in parts}
+            out += merger.release(horizons, grace_ms=0, limit=rng.randint(1, 20))
+        out += merger.release(dict.fromkeys(parts, 10**9), grace_ms=0)
+        assert out == expected, trial
+    # and each partition keeps its offset order, even with one producer's clock unordered
+    assert [r.offset for r in expected if r.partition == 3] == list(range(40))
 
-    from intentstream.stream.state.redis.personas import RedisPersonaStore
 
-    url = request.getfixturevalue("redis_url")
-    client = redis.Redis.from_url(url)
-    st = RedisPersonaStore(client, key_prefix=f"t.personas.{uuid.uuid4().hex[:12]}", batch=7)
-    try:
-        yield st
-    finally:
-        st.delete_all()  # only this test's keys; never FLUSHDB
-        client.close()
+def test_an_idle_partition_holds_records_back_for_the_grace_only():
+    m = PartitionMerger([0, 1])
+    m.add([SegmentRecord(0, 0, 5_000, None)])
+    assert m.release({1: None}, grace_ms=2000) == []  # partition 1 not read to its end yet
+    assert m.release({1: 6_000}, grace_ms=2000) == []  # read to its end, but too recently
+    assert [r.offset for r in m.release({1: 7_001}, grace_ms=2000)] == [0]
 
 
-def test_store_contract(store):
-    assert store.load_checkpoint() is None and store.get_assignment("u1") is None and store.get_labels() == {}
-    svc = PersonaService.start(_cfg(checkpoint_every_segments=40), store)
-    segs = trace()[:100]
-    for seg in segs:
-        svc.on_segment(seg)
-        svc.maybe_checkpoint(now_ms=0)
-    svc.maybe_checkpoint(now_ms=0, force=True, meta={"p0": 100})
-    for user, cluster in svc.model.users.items():
-        assert store.get_assignment(user) == cluster
-    assert store.get_labels() == svc.labels()
-    again = PersonaService.start(_cfg(checkpoint_every_segments=40), store)
-    assert again.meta == {"p0": 100}
-    assert again.model.state_dict(again.meta) == svc.model.state_dict(svc.meta)
-    assert plain(again.model.pipeline) == plain(svc.model.pipeline)
-    if hasattr(store, "get_assignments"):
-        users = sorted(svc.model.users)[:5]
-        assert store.get_assignments([*users, "nobody"]) == [svc.model.users[u] for u in users] + [None]
+def test_checkpoint_offsets_round_trip_through_the_meta():
+    meta = codec.loads(codec.dumps(checkpoint_meta("segments", {2: 9, 0: 4}, "w1")))
+    assert saved_offsets(meta, "segments") == {0: 4, 2: 9}
+    assert saved_offsets(meta, "renamed") is None  # another topic's offsets: from the beginning
+    assert saved_offsets({}, "segments") == {}
+
+
+def test_malformed_segments_are_classified():
+    good = codec.dumps(synth(users=1)[0])
+    assert parse_segment(good)["user_id"]
+    mistyped = codec.dumps({**codec.loads(good), "interactions": "many"})
+    no_user = codec.dumps({**codec.loads(good), "user_id": ""})
+    reasons = []
+    for value in [b"not json", b"[1, 2]", b'{"user_id": "u-bad"}', None, mistyped, no_user, b""]:
+        with pytest.raises(MalformedSegment) as info:
+            parse_segment(value)
+        reasons.append(info.value.reason)
+    assert reasons == ["not_json", "not_object", "missing_field", "empty", "bad_field_type", "bad_field_type", "empty"]
+
+
+def test_learning_records_skips_malformed_ones_and_advances_every_offset():
+    segs = synth(users=20)[:30]
+    records = [SegmentRecord(i % 3, i // 3, i, codec.dumps(s)) for i, s in enumerate(segs)]
+    records.append(SegmentRecord(1, 10, 30, b"[1]"))  # skipped, and its offset still advances
+    svc, offsets, counters = PersonaService(_cfg(), MemoryPersonaStore()), {}, Counter()
+    learn_records(svc, records, offsets, counters)
+    assert offsets == {0: 10, 1: 11, 2: 10}  # the last record taken of each partition, plus one
+    assert counters == Counter({"learned": 30, "malformed": 1, "malformed.not_object": 1})
+    whole = PersonaModel(_cfg())
+    for s in segs:
+        whole.learn_one(s)
+    assert svc.model.state_dict() == whole.state_dict()

@@ -89,7 +89,7 @@ def test_lifecycle_stage(first_seen_days_ago, silent_days, stage):
     now = T0 + 400 * 365 * DAY_MS // 100
     p = run([(now - first_seen_days_ago * DAY_MS, "a", "page_view", None, None, None, None, None),
              (now - silent_days * DAY_MS, "b", "page_view", None, None, None, None, None)])  # fmt: skip
-    assert p.lifecycle_stage(now, LifecycleRules()) == stage
+    assert p.lifecycle_stage(now, LifecycleRules.from_settings()) == stage
     assert p.lifecycle_stage(now, LifecycleRules(90, 365, silent_days + 1)) != "decline"
 
 

@@ -14,9 +14,14 @@ import pytest
 
 from intentstream.stream import codec
 from intentstream.stream.cli import main
-from intentstream.stream.personas.model import PersonaModel, PersonaService, persona_label
+from intentstream.stream.personas.labels import cluster_label
+from intentstream.stream.personas.model import PersonaModel
 from intentstream.stream.personas.playbook import SECTIONS, PlaybookError, load_playbook, parse_playbook
-from intentstream.stream.report.report import TEXT, build_report, render_html, render_markdown
+from intentstream.stream.personas.service import PersonaService
+from intentstream.stream.report.html import render_html
+from intentstream.stream.report.markdown import render_markdown
+from intentstream.stream.report.model import build_report
+from intentstream.stream.report.text import TEXT
 from intentstream.stream.synth.segments import synthetic_segments
 from intentstream.stream.settings import PersonaSettings, Settings
 
@@ -25,14 +30,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @lru_cache(maxsize=None)
 def _clickstream(users: int = 150, days: int = 3, seed: int = 9) -> bytes:
-    from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+    from intentstream.stream.synth.clickstream import generate_lines
+    from intentstream.stream.synth.config import GeneratorConfig
 
     return b"".join(line if line.endswith(b"\n") else line + b"\n" for line in generate_lines(GeneratorConfig(users=users, days=days, seed=seed)))
 
 
 @lru_cache(maxsize=None)
 def _model(n_clusters: int = 12) -> PersonaModel:
-    from intentstream.stream.report.report import segments_from_clickstream
+    from intentstream.stream.report.sources import segments_from_clickstream
 
     model = PersonaModel(PersonaSettings(n_clusters=n_clusters))
     for seg in segments_from_clickstream(enumerate(_clickstream().splitlines(), 1), Settings()):
@@ -78,7 +84,7 @@ def test_titles_and_labels_match_the_clusters_statuses():
     rep = build_report(model, lang="zh", min_users=0)
     for c in rep.clusters:
         st = model.stats[c.cluster_id]
-        label = persona_label(st)
+        label = cluster_label(st)
         assert c.title == f"聚类 {c.cluster_id}: {vocab.term('behaviour_stage', label.stage, 'zh')}·{vocab.term('urgency', label.urgency, 'zh')}"
         assert c.label.startswith(label.text("zh", vocab))
         tx = st.dominant("transaction_status")[0]
@@ -173,7 +179,7 @@ def test_playbook_validation():
 
 def test_default_playbook_covers_every_status_value_in_both_languages():
     pb = load_playbook()
-    from intentstream.stream.personas.model import CATEGORIES
+    from intentstream.stream.personas.features import CATEGORIES
 
     for name, values in {**CATEGORIES, "urgency": ("low", "medium", "high"),
                          "lifecycle_stage": ("introduction", "growth", "maturity", "decline")}.items():  # fmt: skip

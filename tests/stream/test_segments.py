@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
 
 from intentstream.stream import codec
-from intentstream.stream.engine.partition import SessionEngine
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.engine.partition import PartitionEngine
+from intentstream.stream.synth.clickstream import generate_lines
+from intentstream.stream.synth.config import GeneratorConfig
 from intentstream.stream.sessions.segments import (
     BEHAVIOUR_STAGES,
     CLOSED_BY,
@@ -38,7 +40,7 @@ def acc_of(types, kyc="not_started", tx="not_started", step_ms=60_000):
 
 
 def finish(acc, **kw):
-    return acc.finish("u1", "s1", 0, "introduction", "UTC", "inactivity", Labeller(**kw))
+    return acc.finish("u1", "s1", 0, "introduction", "UTC", "inactivity", dataclasses.replace(Labeller.from_settings(), **kw))
 
 
 @pytest.mark.parametrize(
@@ -189,8 +191,8 @@ def random_trace(seed: int, users: int = 6, events: int = 400) -> list[bytes]:
     return lines
 
 
-def segments_of(lines: list[bytes], batch: int = 37) -> tuple[list[IntentSegment], SessionEngine]:
-    eng = SessionEngine(MemorySessionStore(), 0)
+def segments_of(lines: list[bytes], batch: int = 37) -> tuple[list[IntentSegment], PartitionEngine]:
+    eng = PartitionEngine(MemorySessionStore(), 0)
     out = []
     for start in range(0, len(lines), batch):
         out += eng.process([(start + i, raw) for i, raw in enumerate(lines[start : start + batch])]).segments

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
 
 from intentstream.stream import codec
-from intentstream.stream.engine.partition import SessionEngine
-from intentstream.stream.sessions.sessionizer import (
-    ACCEPTED,
-    DUPLICATE,
-    LATE,
-    SessionConfig,
-    UserState,
-    accept,
-    advance,
-    flush,
-    horizon,
-    next_due,
-    session_id,
-)
+from intentstream.stream.engine.partition import PartitionEngine
+from intentstream.stream.engine.timeline import ACCEPTED, DUPLICATE, LATE, UserTimeline
+from intentstream.stream.engine.user_state import UserState
+from intentstream.stream.sessions.sessionizer import SessionConfig, horizon, session_id
 from intentstream.stream.state.memory import MemorySessionStore
 
 T0 = 1767607200000
@@ -32,7 +23,7 @@ def e(eid, minute, typ="page_view", user="u1", **extra):
 
 
 def run(lines, batch=1000, engine=None, final=True):
-    eng = engine or SessionEngine(MemorySessionStore(), 0)
+    eng = engine or PartitionEngine(MemorySessionStore(), 0)
     segs, counters = [], {}
     for start in range(0, len(lines), batch):
         r = eng.process([(start + i, raw) for i, raw in enumerate(lines[start : start + batch])])
@@ -134,15 +125,20 @@ def test_duplicates_never_count_twice():
     assert sum(s.interactions for s in segs) == 6
 
 
+def view(tl, st, ts, eid, watermark=0, dev=None, ch=None, tz=None):
+    """A page_view through the timeline's accept."""
+    return tl.accept(st, ts, eid, "page_view", dev, ch, None, tz, None, None, watermark)
+
+
 def test_dedup_memory_is_bounded_by_size_and_event_time():
-    cfg = SessionConfig(dedup_max=8)
-    st, out = UserState("u"), []
+    cfg = dataclasses.replace(SessionConfig.from_settings(), dedup_max=8)
+    st, tl = UserState("u"), UserTimeline(cfg)
     for i in range(20):
-        assert accept(st, (T0 + i * MIN, f"e{i}", "page_view", None, None, None, None, None), 0, cfg, out) == ACCEPTED
+        assert view(tl, st, T0 + i * MIN, f"e{i}") == ACCEPTED
     assert len(st.log) == 64
-    assert accept(st, (T0 + 19 * MIN, "e19", "page_view", None, None, None, None, None), 0, cfg, out) == DUPLICATE
+    assert view(tl, st, T0 + 19 * MIN, "e19") == DUPLICATE
     # two days later the old ids are pruned when the state is stored
-    accept(st, (T0 + 2 * 1440 * MIN, "new", "page_view", None, None, None, None, None), 0, cfg, out)
+    view(tl, st, T0 + 2 * 1440 * MIN, "new")
     back = UserState.load("u", st.dump(cfg))
     assert len(back.log) == 8 and back.log == st.log
 
@@ -197,17 +193,19 @@ def test_lifecycle_is_taken_at_the_session_start():
 
 
 def test_pure_functions_with_a_hand_driven_clock():
-    cfg, st, out = SessionConfig(), UserState("u"), []
+    cfg, st = SessionConfig.from_settings(), UserState("u")
+    tl = UserTimeline(cfg)
+    out = tl.segments
     for i, minute in enumerate([0, 1, 2]):
-        accept(st, (T0 + minute * MIN, f"e{i}", "page_view", "ios", "app", None, "UTC", None), 0, cfg, out)
-    assert next_due(st, cfg) == T0 + 1  # the first buffered event
-    advance(st, horizon(st, T0 + 10 * MIN, cfg), cfg, out)  # watermark at 10 min: all released
-    assert not st.buf and out == [] and next_due(st, cfg) == T0 + 32 * MIN + 1
-    advance(st, T0 + 32 * MIN, cfg, out)
+        view(tl, st, T0 + minute * MIN, f"e{i}", dev="ios", ch="app", tz="UTC")
+    assert tl.next_due(st) == T0 + 1  # the first buffered event
+    tl.advance(st, horizon(st, T0 + 10 * MIN, cfg))  # watermark at 10 min: all released
+    assert not st.buf and out == [] and tl.next_due(st) == T0 + 32 * MIN + 1
+    tl.advance(st, T0 + 32 * MIN)
     assert out == []
-    advance(st, T0 + 32 * MIN + 1, cfg, out)
-    assert [s.interactions for s in out] == [3] and next_due(st, cfg) is None
-    flush(st, cfg, out)
+    tl.advance(st, T0 + 32 * MIN + 1)
+    assert [s.interactions for s in out] == [3] and tl.next_due(st) is None
+    tl.flush(st)
     assert len(out) == 1
 
 
@@ -224,16 +222,18 @@ def test_state_round_trips_through_storage_at_every_step():
             lines.append((t + lag + 1, lines[-1][1]))
     lines = [raw for _, raw in sorted(lines, key=lambda x: x[0])]
     cached, _ = run(lines, batch=1)
-    uncached, _ = run(lines, batch=1, engine=SessionEngine(MemorySessionStore(), 0, cache_users=0))
+    uncached, _ = run(lines, batch=1, engine=PartitionEngine(MemorySessionStore(), 0, cache_users=0))
     assert key(cached) == key(uncached)
 
 
 def test_an_active_users_state_stays_under_2kb():
-    cfg, st, out = SessionConfig(), UserState("u000123"), []
+    cfg, st = SessionConfig.from_settings(), UserState("u000123")
+    tl = UserTimeline(cfg)
     types = ["page_view", "click", "search", "coupon_view", "add_to_cart", "page_view"]
     for i in range(120):  # an event every 20 s for 40 minutes, every field set
-        ev = (T0 + i * 20_000, f"e000123-{i:05d}", types[i % 6], "android", "mini_program", None, "America/Sao_Paulo", None)
-        accept(st, ev, T0 + i * 20_000 - 300_000, cfg, out)
-        advance(st, horizon(st, T0 + i * 20_000 - 300_000, cfg), cfg, out)
+        wm = T0 + i * 20_000 - 300_000
+        tl.accept(st, T0 + i * 20_000, f"e000123-{i:05d}", types[i % 6], "android", "mini_program", None,
+                  "America/Sao_Paulo", None, None, wm)  # fmt: skip
+        tl.advance(st, horizon(st, wm, cfg))
     assert len(st.buf) == 16 and st.sess is not None  # the last 5 minutes are buffered
     assert len(st.dump(cfg)) <= 2048

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
 
 from intentstream.stream import codec
 from intentstream.stream.contract.events import Event
-from intentstream.stream.triggers.rules import TriggerConfig, TriggerRules, TriggerState
+from intentstream.stream.settings import TriggerSettings, default_settings
+from intentstream.stream.triggers.rules import TriggerRules, TriggerState
 
 T0 = 1767607200000  # 2026-01-05T10:00:00Z
 MIN = 60_000
@@ -19,7 +21,7 @@ DAY = 24 * HOUR
 class User:
     """Feeds one user's events to the rules; collects everything that fires."""
 
-    def __init__(self, config: TriggerConfig | None = None) -> None:
+    def __init__(self, config: TriggerSettings | None = None) -> None:
         self.rules = TriggerRules(config)
         self.st = TriggerState()
         self.fired: list = []
@@ -171,7 +173,7 @@ def test_three_dismissals_block_the_trigger_for_thirty_days():
 
 
 def test_disabled_triggers_never_fire():
-    cfg = TriggerConfig(enabled=("payment_stalled",))
+    cfg = dataclasses.replace(default_settings().triggers, enabled=("payment_stalled",))
     u = User(cfg).ev("add_to_cart", T0).ev("kyc_rejected", T0 + MIN).tick(T0 + DAY)
     assert u.triggers() == []
 

@@ -1,4 +1,4 @@
-"""Redis :class:`~intentstream.stream.decisions.fatigue.LedgerStore`: one Lua script per decision, atomic per user.
+"""Redis :class:`~intentstream.stream.state.fatigue.LedgerStore`: one Lua script per decision, atomic per user.
 
 Key layout (``stream/state/redis/keys.py``; ``P`` = ``[redis] key_prefix``, every key of a
 user hash-tagged ``{u:<user_id>}`` so one script may touch them on Redis Cluster):
@@ -32,7 +32,8 @@ from typing import Any, Final
 
 from redis.exceptions import NoScriptError
 
-from intentstream.stream.decisions.fatigue import COUPON_CHANNEL, LedgerRequest, Limits, Verdict
+from intentstream.stream.state.fatigue import COUPON_CHANNEL, LedgerRequest, Limits, Verdict
+from intentstream.stream.state.redis.client import make_client
 from intentstream.stream.state.redis.keys import channel_key, cooldown_key, record_key
 
 #: The ledger script. Contract:
@@ -151,7 +152,7 @@ def _opt(value: Any) -> str | None:
 
 
 class RedisLedgerStore:
-    """:class:`~intentstream.stream.decisions.fatigue.LedgerStore` on Redis (``redis.Redis`` client, bytes or
+    """:class:`~intentstream.stream.state.fatigue.LedgerStore` on Redis (``redis.Redis`` client, bytes or
     decoded responses). ``pipeline_size`` bounds one round trip of :meth:`apply_many`."""
 
     def __init__(self, client: Any, key_prefix: str = "is", *, pipeline_size: int = 256) -> None:
@@ -162,11 +163,8 @@ class RedisLedgerStore:
 
     @classmethod
     def from_settings(cls, settings) -> RedisLedgerStore:  # settings: intentstream.stream.settings.Settings
-        import redis
-
         rs = settings.redis
-        client = redis.Redis.from_url(rs.url, password=rs.password or None, socket_timeout=rs.socket_timeout_s)
-        return cls(client, rs.key_prefix)
+        return cls(make_client(rs), rs.key_prefix)
 
     def keys_and_args(self, req: LedgerRequest, limits: Limits) -> tuple[list[str], list[str | int]]:
         """The script's KEYS and ARGV for one request (see :data:`LEDGER_LUA`)."""

@@ -1,18 +1,20 @@
-"""Redis :class:`~intentstream.stream.personas.model.PersonaStore`: the personas agent's checkpoint and the
-users' clusters that trigger workers read.
+"""Redis :class:`~intentstream.stream.state.personas.PersonaStore`: the personas agent's checkpoint and the
+users' cluster personas that trigger workers read.
 
 Key layout (``stream/state/redis/keys.py``; ``P`` = ``[redis] key_prefix``):
 
 ``P:pers:ckpt``    string, the latest ``PersonaModel.checkpoint()`` (model + statistics)
-``P:pers:users``   hash, user_id -> cluster id of the user's persona (decimal text)
+``P:pers:users``   hash, user_id -> cluster id of the user's cluster persona (decimal text)
 ``P:pers:labels``  hash, cluster id -> JSON ``{"stage", "urgency", "activity", "zh", "en"}``
 
 Single writer: only the personas agent writes (River models cannot be merged, so one
-process learns; see :mod:`intentstream.stream.personas.model`). A checkpoint and its labels are written in
+process learns; see :mod:`intentstream.stream.personas.service`). A checkpoint and its labels are written in
 one MULTI/EXEC transaction, so readers never see labels of another model state. Users'
 clusters are written in pipelined HSET batches as they change, possibly ahead of the
 checkpoint; after a restart the agent replays the segments after the checkpoint and
-writes the same values again (learning is deterministic).
+writes the same values again (learning is deterministic). The writer itself writes
+through :class:`intentstream.stream.state.redis.lease.FencedRedisPersonaStore` (the same
+keys and encodings, each write a Lua script fenced by the single-writer lease).
 
 Trust: the checkpoint holds a pickle; this store is the product's own Redis, written only
 by the personas agent. Do not point it at a Redis others can write to.
@@ -20,15 +22,28 @@ by the personas agent. Do not point it at a Redis others can write to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from intentstream.stream import codec
+from intentstream.stream.state.redis.client import make_client
 from intentstream.stream.state.redis.keys import checkpoint_key, labels_key, users_key
 
 
+def label_fields(labels: Mapping[int, Mapping[str, str]]) -> dict[str, bytes]:
+    """The labels hash's fields: cluster id (decimal text) -> JSON label, by cluster id."""
+    return {str(c): codec.dumps(dict(v)) for c, v in sorted(labels.items())}
+
+
+def assignment_batches(assignments: Mapping[str, int], size: int) -> Iterator[dict[str, str]]:
+    """The users hash's fields (user -> cluster id as decimal text), ``size`` at a time."""
+    items = list(assignments.items())
+    for i in range(0, len(items), size):
+        yield {u: str(c) for u, c in items[i : i + size]}
+
+
 class RedisPersonaStore:
-    """:class:`~intentstream.stream.personas.model.PersonaStore` on a ``redis.Redis`` client (bytes or str replies)."""
+    """:class:`~intentstream.stream.state.personas.PersonaStore` on a ``redis.Redis`` client (bytes or str replies)."""
 
     def __init__(self, client: Any, key_prefix: str = "is", *, batch: int = 1000) -> None:
         self.client = client
@@ -40,11 +55,7 @@ class RedisPersonaStore:
 
     @classmethod
     def from_settings(cls, settings: Any) -> RedisPersonaStore:  # settings: intentstream.stream.settings.Settings
-        import redis
-
-        rs = settings.redis
-        client = redis.Redis.from_url(rs.url, password=rs.password or None, socket_timeout=rs.socket_timeout_s)
-        return cls(client, rs.key_prefix)
+        return cls(make_client(settings.redis), settings.redis.key_prefix)
 
     def close(self) -> None:
         self.client.close()
@@ -56,16 +67,15 @@ class RedisPersonaStore:
         pipe.set(self.ckpt_key, checkpoint)
         pipe.delete(self.labels_key)
         if labels:
-            pipe.hset(self.labels_key, mapping={str(c): codec.dumps(dict(v)) for c, v in sorted(labels.items())})
+            pipe.hset(self.labels_key, mapping=label_fields(labels))
         pipe.execute()
 
     def set_assignments(self, assignments: Mapping[str, int]) -> None:
-        items = list(assignments.items())
-        if not items:
+        if not assignments:
             return
         pipe = self.client.pipeline(transaction=False)
-        for i in range(0, len(items), self.batch):
-            pipe.hset(self.users_key, mapping={u: str(c) for u, c in items[i : i + self.batch]})
+        for fields in assignment_batches(assignments, self.batch):
+            pipe.hset(self.users_key, mapping=fields)
         pipe.execute()
 
     def delete_all(self) -> None:

@@ -1,4 +1,4 @@
-"""Redis :class:`~intentstream.stream.state.SessionStore` (redis-py). Keys: :mod:`intentstream.stream.state.redis.keys`.
+"""Redis :class:`~intentstream.stream.state.sessions.SessionStore` (redis-py). Keys: :mod:`intentstream.stream.state.redis.keys`.
 
 Round trips per engine step: ``ZRANGEBYSCORE`` on the due index, one ``MGET`` of the
 user states the engine does not hold in its cache, and one ``MULTI … EXEC`` commit:
@@ -45,7 +45,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from intentstream.stream.state.redis import keys
-from intentstream.stream.state import CommitBatch, OutboxEntry, PartitionMeta, StoreUnavailable
+from intentstream.stream.state.redis.client import make_client
+from intentstream.stream.state.redis.fatigue import RedisLedgerStore
+from intentstream.stream.state.sessions import CommitBatch, OutboxEntry, PartitionMeta, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -61,12 +63,9 @@ class RedisSessionStore:
     @classmethod
     def from_settings(cls, settings: Any, prefix: str | None = None) -> RedisSessionStore:
         r = settings.redis
-        client = redis.Redis.from_url(r.url, password=r.password or None, socket_timeout=r.socket_timeout_s, socket_connect_timeout=r.socket_timeout_s)
-        return cls(client, prefix if prefix is not None else r.key_prefix, settings.sessions.user_ttl_days * 86400)
+        return cls(make_client(r), prefix if prefix is not None else r.key_prefix, settings.sessions.user_ttl_days * 86400)
 
-    def ledger(self) -> Any:
-        from intentstream.stream.state.redis.fatigue import RedisLedgerStore
-
+    def ledger(self) -> RedisLedgerStore:
         return RedisLedgerStore(self.client, self.prefix)
 
     def _call(self, fn: Callable[[], T]) -> T:

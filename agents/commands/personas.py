@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(settings: Settings, owner: str | None = None) -> int:
     from intentstream.agents.personas import PersonaWriter
-    from intentstream.stream.personas.model import CheckpointError
+    from intentstream.stream.personas.checkpoint import CheckpointError
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,7 +18,8 @@ import time
 from collections import Counter
 
 from intentstream.stream import codec
-from intentstream.stream.engine.offline import OfflineRunner, drive, summary
+from intentstream.stream.cli.offline_files import drive, summary
+from intentstream.stream.engine.offline import OfflineRunner
 from intentstream.stream.settings import load_settings
 
 

@@ -1,19 +1,20 @@
-"""Ops monitoring of a worker through topics and HTTP: the network side of :mod:`intentstream.stream.ops.metrics`.
+"""Ops monitoring of a worker through topics and HTTP: the network side of :mod:`intentstream.stream.ops`.
 
 * :class:`OpsReporter` — every ``[ops] metrics_interval_s`` takes a snapshot of the
   worker, builds the ``ops.metrics`` record (cumulative counters, per-interval deltas and
   rates, decisions by trigger x channel x status, per-partition watermark / applied offset
   / lag / pending timers, the persona writer's role) and evaluates the alert rules; it
   publishes the record and any alert records as JSON keyed by the worker id to
-  ``[topics] metrics`` and ``[topics] alerts``. Record formats: :mod:`intentstream.stream.ops.metrics`.
+  ``[topics] metrics`` and ``[topics] alerts``. Record formats: :mod:`intentstream.stream.ops.metrics`,
+  :mod:`intentstream.stream.ops.alerts`.
 * :class:`WorkerProbe` — the snapshot of a running worker: the pipeline's counters and
   engines, the consumer's assignment and high watermarks, one Redis round trip for the
   partition meta it does not hold and the pending timers (bounded by ``[ops]
   probe_timeout_s``; without Redis the snapshot leaves those out).
 * :func:`register` — wires both into the Faust app: ``GET /health`` (200 ``{"status":
   "ready"}`` once partitions are assigned and each one's outbox is recovered, else 503
-  with what is missing), ``GET /metrics`` (Prometheus text format 0.0.4), and an
-  ``app.timer`` running the reporter.
+  with what is missing), ``GET /metrics`` (Prometheus text format 0.0.4,
+  :mod:`intentstream.stream.ops.prometheus`), and an ``app.timer`` running the reporter.
 
 Nothing here blocks the event loop or takes the pipeline's lock: while Redis is down the
 pipeline holds its lock for minutes, which is exactly when the reports matter.
@@ -32,20 +33,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from intentstream.stream import codec
-from intentstream.stream.state.redis import keys
-from intentstream.stream.ops.metrics import (
-    PROMETHEUS_CONTENT_TYPE,
-    AlertRules,
-    MetricsBuilder,
-    PartitionState,
-    PersonaState,
-    WorkerSnapshot,
-    lag_of,
-    readiness,
-    render_prometheus,
-)
+from intentstream.stream.ops.alerts import AlertRules
+from intentstream.stream.ops.metrics import MetricsBuilder
+from intentstream.stream.ops.prometheus import PROMETHEUS_CONTENT_TYPE, render_prometheus
+from intentstream.stream.ops.snapshot import PartitionState, PersonaState, WorkerSnapshot, lag_of, readiness
 from intentstream.stream.settings import Settings
 from intentstream.stream.state import PartitionMeta
+from intentstream.stream.state.redis import keys
 
 log = logging.getLogger("intentstream.ops")
 
@@ -202,7 +196,7 @@ class WorkerProbe:
 class OpsReporter:
     """Builds and publishes the metrics record and alerts (see the module docstring).
 
-    ``snapshot``: sync or async callable returning a :class:`~intentstream.stream.ops.metrics.WorkerSnapshot`.
+    ``snapshot``: sync or async callable returning a :class:`~intentstream.stream.ops.snapshot.WorkerSnapshot`.
     ``producer``: an ``AIOKafkaProducer``-like object (``await producer.send(topic,
     value=, key=)`` returns an awaitable delivery). A send that fails or is not acknowledged
     within 80 % of the interval is counted (``counters["send_failures"]``) and logged, never raised: the
@@ -279,7 +273,7 @@ class _LazyProducer:
         if self.producer is None:
             from aiokafka import AIOKafkaProducer
 
-            from intentstream.agents.app import aiokafka_options
+            from intentstream.agents.kafka import aiokafka_options
 
             opts = aiokafka_options(self.settings, "ops")
             # a batch that cannot be delivered (broker or topic gone) expires after 10 s

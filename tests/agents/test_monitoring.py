@@ -1,4 +1,4 @@
-"""intentstream.agents.ops on the real stack: the reporter publishes ``ops.metrics`` / ``ops.alerts``
+"""intentstream.agents.monitoring on the real stack: the reporter publishes ``ops.metrics`` / ``ops.alerts``
 through a real aiokafka producer (read back with kafka-python), the probe reads a real
 engine's Redis state (and does without Redis during an outage), and the Faust web server
 serves ``/health`` and ``/metrics`` over HTTP. Nothing here stops the shared Redis or
@@ -17,10 +17,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from intentstream.agents.ops import OpsReporter, WorkerProbe, register
-from intentstream.agents.tools import MetricsBoard, parse_snapshot
+from intentstream.agents.commands.stats import MetricsBoard, parse_snapshot
+from intentstream.agents.monitoring import OpsReporter, WorkerProbe, register
 from intentstream.stream import codec
-from intentstream.stream.ops.metrics import MetricsBuilder, PartitionState, PersonaState, WorkerSnapshot
+from intentstream.stream.ops.metrics import MetricsBuilder
+from intentstream.stream.ops.snapshot import PartitionState, WorkerSnapshot
 
 T0 = 1_767_607_200_000  # 2026-01-05T10:00:00Z
 
@@ -73,8 +74,8 @@ def test_reporter_publishes_metrics_and_alerts_and_reads_real_engine_state(stack
     from aiokafka import AIOKafkaProducer
     from kafka import KafkaConsumer
 
-    from intentstream.agents.app import aiokafka_options
-    from intentstream.stream.engine.partition import SessionEngine
+    from intentstream.agents.kafka import aiokafka_options
+    from intentstream.stream.engine.partition import PartitionEngine
     from intentstream.stream.state.redis.sessions import RedisSessionStore
 
     metrics_topic, alerts_topic = make_topics("metrics", "alerts")
@@ -87,7 +88,7 @@ def test_reporter_publishes_metrics_and_alerts_and_reads_real_engine_state(stack
         INTENTSTREAM_PERSONA_WRITER__IN_WORKER="false",
     )
     store = RedisSessionStore(redis_db.client, "ops")
-    eng = SessionEngine(store, 0, settings)
+    eng = PartitionEngine(store, 0, settings)
     pipe = fake_pipeline({0: eng}, {0})
     result = eng.process([line(0, "alice", 0, "page_view"), line(1, "alice", 1, "add_to_cart"), line(2, "bob", 3, "login"), (3, b"oops")])
     for name, n in result.counters.items():
@@ -235,7 +236,7 @@ def test_health_and_metrics_are_served_by_the_faust_web_server():
 
 
 def test_a_broker_that_is_down_costs_a_report_not_the_worker():
-    from intentstream.agents.ops import _LazyProducer
+    from intentstream.agents.monitoring import _LazyProducer
     from intentstream.stream.settings import load_settings
 
     with socket.socket() as s:  # a port nothing listens on

@@ -1,51 +1,17 @@
-"""One contract for every LedgerStore: the same candidates give the same verdicts on the
-in-memory store and on Redis (the Lua script). The Redis variant needs the local stack."""
+"""The LedgerStore contract, run over every backend (``backend`` in conftest.py: memory,
+and Redis, i.e. the Lua script, as an integration test): the same candidates give the same
+verdicts on each."""
 
 from __future__ import annotations
 
-import random
-import uuid
-
 import pytest
 
+from intentstream.stream.checks import check_deterministic, check_idempotent
 from intentstream.stream.contract.events import format_ts, parse_ts
-from intentstream.stream.decisions.fatigue import (
-    DAY_MS,
-    HOUR_MS,
-    Candidate,
-    FatigueLedger,
-    Limits,
-    LedgerStore,
-    MemoryLedgerStore,
-    in_holdout,
-    verdict_fields,
-)
-
-
-
-def random_candidates(n: int, seed: int = 1, users: int = 6) -> list[Candidate]:
-    """Candidates in time order on few users, all rules in play (as in test_fatigue.py)."""
-    rng = random.Random(seed)
-    zones = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Shanghai"]
-    channels = ["push", "sms", "email", "in_app"]
-    out = []
-    t = ts("2026-03-01T00:00:00Z")
-    for i in range(n):
-        t += rng.randrange(0, 8 * HOUR_MS)
-        rng.shuffle(channels)
-        out.append(
-            Candidate(
-                action_id=f"a{i}",
-                user_id=f"u{rng.randrange(users)}",
-                trigger=rng.choice(["cart_abandoned", "churn_risk", "kyc_stalled", "payment_stalled"]),
-                decided_at=t,
-                channels=tuple(channels[: rng.randrange(1, 4)]),
-                tz=rng.choice(zones),
-                opt_outs=frozenset(rng.sample(channels, rng.choice([0, 0, 0, 1, 2]))),
-                coupon=rng.random() < 0.5,
-            )
-        )
-    return out
+from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, in_holdout, verdict_fields
+from intentstream.stream.state import LedgerStore, Limits
+from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS
+from intentstream.stream.state.memory import MemoryLedgerStore
 
 WEEK = 7 * DAY_MS
 
@@ -56,34 +22,9 @@ def ts(text: str) -> int:
     return value
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def make_store(request):
-    """Factory of fresh, empty stores of one kind (Redis: a unique key prefix each)."""
-    if request.param == "memory":
-        yield MemoryLedgerStore
-        return
-    import redis
-
-    from intentstream.stream.state.redis.fatigue import RedisLedgerStore
-
-    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-    prefixes: list[str] = []
-
-    def make():
-        prefixes.append(f"t.fatigue.{uuid.uuid4().hex[:12]}")
-        return RedisLedgerStore(client, prefixes[-1], pipeline_size=7)
-
-    yield make
-    for prefix in prefixes:  # never FLUSHDB: the server is shared
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    client.close()
-
-
 @pytest.fixture
-def store(make_store) -> LedgerStore:
-    return make_store()
+def store(backend) -> LedgerStore:
+    return backend.ledger()
 
 
 @pytest.fixture
@@ -283,19 +224,30 @@ def test_limits_are_the_stores_to_enforce(store):
     assert (a.channel, a.coupon, b.channel, c.channel) == ("push", "fatigue_cap", "email", "push")
 
 
-def test_pipelined_batches_equal_one_by_one(make_store):
-    cands = random_candidates(120, seed=11, users=3)
-    one = FatigueLedger(make_store(), holdout_share=0.1)
-    many = FatigueLedger(make_store(), holdout_share=0.1)
+def test_ledger_is_deterministic_and_idempotent(backend, make_candidates):
+    cands = make_candidates(400)
+
+    def fresh():
+        return FatigueLedger(backend.ledger(), holdout_share=0.1).check
+
+    verdicts = check_deterministic(fresh, cands)
+    assert {v.status for v in verdicts} >= {"sent", "deferred", "suppressed", "holdout"}
+    check_idempotent(fresh, cands)
+
+
+def test_pipelined_batches_equal_one_by_one(backend, make_candidates):
+    cands = make_candidates(120, seed=11, users=3)
+    one = FatigueLedger(backend.ledger(), holdout_share=0.1)
+    many = FatigueLedger(backend.ledger(), holdout_share=0.1)
     items = [(c, f"p{i}".encode()) for i, c in enumerate(cands)]
     items += items[:15]  # redeliveries in the same batch run
     singles = [one.check(c, p) for c, p in items]
     assert many.check_many(items) == singles
 
 
-def test_same_verdicts_as_the_reference_store(store):
+def test_same_verdicts_as_the_reference_store(store, make_candidates):
     """Differential: a long random sequence agrees verdict for verdict with the memory store."""
-    base = random_candidates(600, seed=5, users=5)
+    base = make_candidates(600, seed=5, users=5)
     cands = []
     for i, c in enumerate(base):
         cands.append(c)

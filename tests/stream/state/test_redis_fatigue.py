@@ -1,18 +1,19 @@
-"""What only the Redis ledger store has: its key layout and TTLs, script (re)loading, and
-atomicity under real concurrency (two processes on the same users)."""
+"""What only the Redis LedgerStore has: its key layout and TTLs, script (re)loading, reply
+decoding, the client built from settings, and atomicity under real concurrency (two
+processes on the same users). The contract is test_fatigue_contract.py."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import random
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from intentstream.stream.decisions.fatigue import DAY_MS, HOUR_MS, Candidate, FatigueLedger, Limits, verdict_fields
+from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, verdict_fields
+from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Limits
 from intentstream.stream.state.redis.keys import channel_key, cooldown_key, record_key
 
 pytestmark = pytest.mark.integration
@@ -24,22 +25,14 @@ T0 = 1767607200000  # 2026-01-05T10:00Z
 
 
 @pytest.fixture
-def prefix(redis_url):
-    """A key prefix no other test uses; its keys are deleted afterwards (never FLUSHDB)."""
-    p = f"t.fatigue.{uuid.uuid4().hex[:12]}"
-    yield p
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{p}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+def client(redis_client):
+    """A client on a Redis database of this test's own (``redis_db`` in tests/conftest.py)."""
+    return redis_client
 
 
 @pytest.fixture
-def client(redis_url):
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
+def prefix():
+    return "t"
 
 
 def test_key_layout_and_ttls(client, prefix):
@@ -129,8 +122,8 @@ def test_first_pipeline_loads_the_script(client, prefix):
     assert [x.status for x in got] == ["sent", "sent"] and proxy.loads == 1
 
 
-def test_decoded_responses_client_works_too(redis_url, prefix):
-    c = redis.Redis.from_url(redis_url, decode_responses=True)
+def test_decoded_responses_client_works_too(redis_db, prefix):
+    c = redis.Redis.from_url(redis_db.url, decode_responses=True)
     try:
         ledger = FatigueLedger(RedisLedgerStore(c, prefix), holdout_share=0.0)
         v = ledger.check(Candidate("x", "dave", "t", T0, ("sms",), tz="UTC"), '{"é":1}'.encode())
@@ -140,10 +133,10 @@ def test_decoded_responses_client_works_too(redis_url, prefix):
         c.close()
 
 
-def test_from_settings(redis_url, prefix):
+def test_from_settings(redis_db, prefix):
     from intentstream.stream.settings import load_settings
 
-    s = load_settings(env={"INTENTSTREAM_REDIS__URL": redis_url, "INTENTSTREAM_REDIS__KEY_PREFIX": prefix})
+    s = load_settings(env={"INTENTSTREAM_REDIS__URL": redis_db.url, "INTENTSTREAM_REDIS__KEY_PREFIX": prefix})
     store = RedisLedgerStore.from_settings(s)
     try:
         assert store.prefix == prefix
@@ -204,7 +197,8 @@ def _worker(redis_url: str, prefix: str, seed: int, pipelined: bool, barrier, ou
 
 
 @pytest.mark.slow
-def test_two_processes_never_exceed_caps_or_decide_an_action_twice(redis_url, prefix, tmp_path: Path):
+def test_two_processes_never_exceed_caps_or_decide_an_action_twice(redis_db, prefix, tmp_path: Path):
+    redis_url = redis_db.url
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(2)
     outs = [tmp_path / "w0.jsonl", tmp_path / "w1.jsonl"]
@@ -246,7 +240,7 @@ def test_two_processes_never_exceed_caps_or_decide_an_action_twice(redis_url, pr
         for t in times:
             assert sum(1 for x in times if t - window < x <= t) <= cap, (user, channel, sorted(times))
         # and the ledger's own sorted set holds exactly these deliveries
-        stored = redis.Redis.from_url(redis_url).zrange(channel_key(prefix, user, channel), 0, -1, withscores=True)
+        stored = redis_db.client.zrange(channel_key(prefix, user, channel), 0, -1, withscores=True)
         assert sorted(int(s) for _, s in stored) == sorted(times)
     # cooldown: two messages (or holdout records) of one trigger are >= 24 h apart
     started: dict[tuple[str, str], list[int]] = defaultdict(list)

@@ -1,4 +1,4 @@
-"""In-memory :class:`~intentstream.stream.state.SessionStore`: the embedded default (offline runner,
+"""In-memory :class:`~intentstream.stream.state.sessions.SessionStore`: the embedded default (offline runner,
 demo, tests). Keeps the same bytes as Redis would, so it behaves exactly like it; a
 commit is applied in one go, so a "crash" (an exception before ``commit``) leaves the
 previous state intact.
@@ -14,8 +14,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 
-from intentstream.stream.decisions.fatigue import MemoryLedgerStore
-from intentstream.stream.state import CommitBatch, OutboxEntry, PartitionMeta
+from intentstream.stream.state.memory.fatigue import MemoryLedgerStore
+from intentstream.stream.state.sessions import CommitBatch, OutboxEntry, PartitionMeta
 
 
 class DueIndex:

@@ -1,8 +1,8 @@
-"""The operator's Kafka tools (agents/tools.py): ``replay --to-kafka``, ``tail``, ``stats``.
+"""The operator's Kafka commands (agents/commands/): ``replay --to-kafka``, ``tail``, ``stats``.
 
 Unit tests for the pure helpers (topic names, pacing with a fake clock, progress, the
 metrics board, argument checks) run without servers; the integration tests run the
-tools against the real broker, each on topics of its own (``make_topics``).
+commands against the real broker, each on topics of its own (``make_topics``).
 """
 
 from __future__ import annotations
@@ -19,20 +19,26 @@ from pathlib import Path
 
 import pytest
 
-from intentstream.agents import tools
+from intentstream.agents import topic_names
+from intentstream.agents.commands import pacing, replay, stats, tail
+from intentstream.agents.commands.progress import Progress
+from intentstream.agents.kafka import kafka_python_options
 from intentstream.stream import codec
 from intentstream.stream.contract.events import REASONS, Event, parse_event
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
+from intentstream.stream.synth.clickstream import generate_lines
+from intentstream.stream.synth.config import GeneratorConfig
 from intentstream.stream.settings import load_settings
 
 # --------------------------------------------------------------------------- helpers
 
 
 def parser() -> argparse.ArgumentParser:
-    """The tools' subcommands alone (as intentstream.stream.cli builds them, without the other modules)."""
+    """These subcommands alone (as intentstream.stream.cli builds them, without the other modules)."""
     p = argparse.ArgumentParser(prog="intentstream")
     p.add_argument("--config")
-    tools.register(p.add_subparsers(dest="command", required=True))
+    sub = p.add_subparsers(dest="command", required=True)
+    for command in (replay, tail, stats):
+        command.register(sub)
     return p
 
 
@@ -54,13 +60,13 @@ class FakeClock:
 
 def test_short_names_map_to_configured_topics():
     s = load_settings(env={"INTENTSTREAM_TOPICS__ACTIONS_PREFIX": "out.", "INTENTSTREAM_TOPICS__METRICS": "m"})
-    got = {name: tools.resolve_topic(name, s) for name in tools.SHORT_NAMES}
+    got = {name: topic_names.resolve_topic(name, s) for name in topic_names.SHORT_NAMES}
     assert got == {
         "clickstream": "clickstream", "dlq": "clickstream.dlq", "segments": "segments",
         "audit": "actions.audit", "metrics": "m", "alerts": "ops.alerts", "push": "out.push",
         "sms": "out.sms", "email": "out.email", "in_app": "out.in_app", "coupon": "out.coupon",
     }  # fmt: skip
-    assert tools.resolve_topic("t.some.topic", s) == "t.some.topic"
+    assert topic_names.resolve_topic("t.some.topic", s) == "t.some.topic"
 
 
 # --------------------------------------------------------------------------- unit: pacing
@@ -68,7 +74,7 @@ def test_short_names_map_to_configured_topics():
 
 def test_rate_limiter_never_releases_early():
     clock = FakeClock(5.0)
-    limiter = tools.RateLimiter(100, clock=clock)
+    limiter = pacing.RateLimiter(100, clock=clock)
     released = []
     for _ in range(500):
         clock.now += limiter.reserve()  # the caller sleeps what it is told
@@ -81,7 +87,7 @@ def test_rate_limiter_never_releases_early():
 
 def test_rate_limiter_bounded_burst_after_a_stall():
     clock = FakeClock()
-    limiter = tools.RateLimiter(1000, clock=clock, burst_s=0.1)
+    limiter = pacing.RateLimiter(1000, clock=clock, burst_s=0.1)
     for _ in range(10):
         clock.now += limiter.reserve()
     clock.now += 60.0  # the broker stalled for a minute
@@ -93,12 +99,12 @@ def test_rate_limiter_bounded_burst_after_a_stall():
 
 def test_rate_limiter_rejects_nonpositive_rate():
     with pytest.raises(ValueError):
-        tools.RateLimiter(0)
+        pacing.RateLimiter(0)
 
 
 def test_event_time_pacer_speed_and_late_events():
     clock = FakeClock(0.0)
-    pacer = tools.EventTimePacer(60, clock=clock)  # one event-time minute per second
+    pacer = pacing.EventTimePacer(60, clock=clock)  # one event-time minute per second
     assert pacer.delay(1_000_000) == 0.0
     assert pacer.delay(1_000_000 + 120_000) == pytest.approx(2.0)
     clock.now = 2.0
@@ -108,7 +114,7 @@ def test_event_time_pacer_speed_and_late_events():
 
 def test_event_time_pacer_reanchors_instead_of_bursting():
     clock = FakeClock(0.0)
-    pacer = tools.EventTimePacer(1, clock=clock, max_lag_s=1.0)
+    pacer = pacing.EventTimePacer(1, clock=clock, max_lag_s=1.0)
     pacer.delay(0)
     clock.now = 100.0  # 90 s behind the schedule of the next event
     assert pacer.delay(10_000) == 0.0
@@ -120,7 +126,7 @@ def test_event_time_pacer_reanchors_instead_of_bursting():
 
 def test_progress_redraws_on_a_tty_at_most_four_times_a_second():
     clock, out = FakeClock(), io.StringIO()
-    progress = tools.Progress(out, clock=clock, tty=True)
+    progress = Progress(out, clock=clock, tty=True)
     for i in range(100):
         clock.now += 0.01
         progress.update(i, i * 10)
@@ -133,7 +139,7 @@ def test_progress_redraws_on_a_tty_at_most_four_times_a_second():
 
 def test_progress_prints_a_line_every_ten_seconds_off_a_tty():
     clock, out = FakeClock(), io.StringIO()
-    progress = tools.Progress(out, clock=clock, tty=False)
+    progress = Progress(out, clock=clock, tty=False)
     for i in range(250):
         clock.now += 0.1
         progress.update(i, 0)
@@ -172,16 +178,16 @@ def test_replay_refuses_options_of_the_other_mode(capsys, argv, complaint):
 
 
 def test_replay_offline_without_the_module_exits_2(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "intentstream.stream.cli.replay", None)  # import fails
+    monkeypatch.setitem(sys.modules, "intentstream.stream.cli.replay_offline", None)  # import fails
     assert cli("replay", "f.jsonl", "--offline", "--out", "d.jsonl") == 2
-    assert "intentstream.stream.cli.replay" in capsys.readouterr().err
+    assert "intentstream.stream.cli.replay_offline" in capsys.readouterr().err
 
 
 def test_replay_offline_dispatches_to_stream_offline_replay(monkeypatch):
     seen = []
-    fake = types.ModuleType("intentstream.stream.cli.replay")
+    fake = types.ModuleType("intentstream.stream.cli.replay_offline")
     fake.run = lambda args: seen.append(args) or 0
-    monkeypatch.setitem(sys.modules, "intentstream.stream.cli.replay", fake)
+    monkeypatch.setitem(sys.modules, "intentstream.stream.cli.replay_offline", fake)
     assert cli("replay", "in.jsonl", "--offline", "--out", "d.jsonl", "--dead-letter", "x.jsonl", "--partitions", "4") == 0
     (args,) = seen
     assert (args.file, args.out, args.dead_letter, args.partitions) == ("in.jsonl", "d.jsonl", "x.jsonl", 4)
@@ -200,7 +206,7 @@ def metrics(worker: str, ts: str, counters: dict, partitions: dict | None = None
 
 
 def test_board_sums_latest_counters_and_rates_from_the_last_two():
-    board = tools.MetricsBoard()
+    board = stats.MetricsBoard()
     board.add(metrics("w1", "2026-01-05T10:00:10Z", {"events": 300, "dlq": 1}))
     board.add(metrics("w1", "2026-01-05T10:00:00Z", {"events": 100, "dlq": 1}))  # arrives late
     board.add(metrics("w2", "2026-01-05T10:00:05Z", {"events": 50, "odd": "text"}))
@@ -208,13 +214,13 @@ def test_board_sums_latest_counters_and_rates_from_the_last_two():
     assert [s.worker for s in board.latest()] == ["w1", "w2"]
     assert board.rates("w1") == {"events": 20.0, "dlq": 0.0}
     assert board.rates("w2") == {}
-    text = board.render(tools.parse_iso_ms("2026-01-05T10:00:20Z"))
+    text = board.render(stats.parse_iso_ms("2026-01-05T10:00:20Z"))
     assert "4 records read, 1 unreadable" in text
     assert any(line.split() == ["events", "350", "20.0"] for line in text.splitlines())
 
 
 def test_board_counter_reset_is_not_a_negative_rate():
-    board = tools.MetricsBoard()
+    board = stats.MetricsBoard()
     board.add(metrics("w", "2026-01-05T10:00:00Z", {"events": 500}))
     board.add(metrics("w", "2026-01-05T10:00:10Z", {"events": 20}))  # the worker restarted
     assert board.rates("w") == {}
@@ -222,8 +228,8 @@ def test_board_counter_reset_is_not_a_negative_rate():
 
 def test_format_record_pretty_and_non_json():
     rec = types.SimpleNamespace(partition=0, offset=7, timestamp=1767607200000, key=None, value=b"\xffoops")
-    assert tools.format_record(rec) == "0:7  2026-01-05T10:00:00.000Z  -  \\xffoops"
-    coloured = tools.format_record(rec, colour=True)
+    assert tail.format_record(rec) == "0:7  2026-01-05T10:00:00.000Z  -  \\xffoops"
+    coloured = tail.format_record(rec, colour=True)
     assert "\x1b[" in coloured
 
 
@@ -231,10 +237,10 @@ def test_format_record_pretty_and_non_json():
 
 
 def _read_all(settings, topic: str) -> list:
-    """Every record of a topic, per partition in offset order (independent of intentstream.agents.tools)."""
+    """Every record of a topic, per partition in offset order (independent of the commands)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(**settings.kafka.kafka_python_options(), group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(**kafka_python_options(settings.kafka), group_id=None, enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)
@@ -280,12 +286,12 @@ def test_replay_lands_every_line_once_with_key_timestamp_and_order(stack, kafka_
     assert invalid, "the generator should have planted invalid lines"
 
     check = importlib.util.find_spec("intentstream.stream.engine.partitioning") is not None  # the offline runner's partitioner
-    stats = tools.replay_to_kafka(settings, str(path), tools.ReplayOptions(partitions_check=check), progress_stream=io.StringIO())
-    assert stats.ok, stats.summary()
-    assert (stats.lines, stats.sent, stats.acked) == (len(lines), len(valid), len(valid))
-    assert sum(stats.invalid.values()) == stats.acked_dead_letter == len(invalid)
-    assert stats.misplaced == (0 if check else None)
-    assert sum(stats.by_partition.values()) == len(valid)
+    done = replay.replay_to_kafka(settings, str(path), replay.ReplayOptions(partitions_check=check), progress_stream=io.StringIO())
+    assert done.ok, done.summary()
+    assert (done.lines, done.sent, done.acked) == (len(lines), len(valid), len(valid))
+    assert sum(done.invalid.values()) == done.acked_dead_letter == len(invalid)
+    assert done.misplaced == (0 if check else None)
+    assert sum(done.by_partition.values()) == len(valid)
 
     records = _read_all(settings, click)
     assert Counter(r.value for r in records) == Counter(raw for raw, _ in valid)  # every line, exactly once
@@ -394,7 +400,7 @@ def test_stats_once_renders_the_metrics_table(stack, make_topics):
     producer.close()
 
     out = io.StringIO()
-    assert tools.stats(settings, once=True, out=out) == 0
+    assert stats.stats(settings, once=True, out=out) == 0
     text = out.getvalue()
     assert "2 worker(s), 4 records read, 1 unreadable" in text
     rows = [line.split() for line in text.splitlines()]

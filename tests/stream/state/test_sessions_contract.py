@@ -1,34 +1,20 @@
-"""One contract for every SessionStore: the in-memory store and Redis (integration)."""
+"""The SessionStore contract, run over every backend (``backend`` in conftest.py: memory,
+and Redis as an integration test)."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from intentstream.stream.engine.partition import SessionEngine
-from intentstream.stream.synth.clickstream import GeneratorConfig, generate_lines
-from intentstream.stream.state import CommitBatch, OutboxEntry, PartitionMeta, SessionStore
+from intentstream.stream.engine.partition import PartitionEngine
+from intentstream.stream.synth.clickstream import generate_lines
+from intentstream.stream.synth.config import GeneratorConfig
+from intentstream.stream.state import CommitBatch, LedgerRequest, LedgerStore, Limits, OutboxEntry, PartitionMeta, SessionStore
 from intentstream.stream.state.memory import MemorySessionStore
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest):
-    if request.param == "memory":
-        yield MemorySessionStore()
-        return
-    import redis
-
-    from intentstream.stream.state.redis.sessions import RedisSessionStore
-
-    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-    prefix = f"t.{uuid.uuid4().hex[:12]}"  # the server is shared: never flushdb
-    try:
-        yield RedisSessionStore(client, prefix=prefix, user_ttl_s=3600)
-    finally:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.delete(key)
-        client.close()
+@pytest.fixture
+def store(backend) -> SessionStore:
+    return backend.sessions()
 
 
 def entry(seq: int, id_: str, value: bytes = b"{}", key: bytes | None = b"u1", topic: str = "segments") -> OutboxEntry:
@@ -37,6 +23,16 @@ def entry(seq: int, id_: str, value: bytes = b"{}", key: bytes | None = b"u1", t
 
 def test_is_a_session_store(store):
     assert isinstance(store, SessionStore)
+
+
+def test_the_ledger_beside_it_keeps_what_was_recorded(store):
+    ledger = store.ledger()
+    assert isinstance(ledger, LedgerStore)
+    req = LedgerRequest("a1", "alice", "churn_risk", 1767607200000, (("email", 1767607200000),), "email", payload=b"p")
+    first = ledger.apply(req, Limits())
+    assert (first.status, first.channel, first.duplicate) == ("sent", "email", False)
+    again = store.ledger().apply(req, Limits())  # asked again: the same ledger state
+    assert again.duplicate and (again.channel, again.payload) == ("email", b"p")
 
 
 def test_empty_store(store):
@@ -118,8 +114,8 @@ def test_many_users_in_one_commit(store):
 
 def test_the_engine_gives_the_same_segments_on_every_store(store):
     lines = list(generate_lines(GeneratorConfig(users=30, days=2, seed=5)))
-    reference = SessionEngine(MemorySessionStore(), 0)
-    engine = SessionEngine(store, 0)
+    reference = PartitionEngine(MemorySessionStore(), 0)
+    engine = PartitionEngine(store, 0)
     got, want = [], []
     for start in range(0, len(lines), 97):
         batch = [(start + i, raw) for i, raw in enumerate(lines[start : start + 97])]
@@ -130,5 +126,5 @@ def test_the_engine_gives_the_same_segments_on_every_store(store):
     assert got == want and len(got) > 20
     assert [e.id for e in engine.pending_outbox()] == [e.id for e in reference.pending_outbox()]
     # a fresh engine (empty cache) on the same store continues from the stored state
-    again = SessionEngine(store, 0)
+    again = PartitionEngine(store, 0)
     assert again.process([(len(lines) - 1, lines[-1])]).counters["redelivered"] == 1

@@ -1,0 +1,68 @@
+"""The progress line a long command (``replay --to-kafka``) keeps up to date: redrawn on a
+terminal, a line every few seconds otherwise."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from intentstream.agents.commands.terminal import isatty
+
+
+def human_bytes(n: float) -> str:
+    """
+    >>> human_bytes(512), human_bytes(2_500_000)
+    ('512 B', '2.4 MiB')
+    """
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+class Progress:
+    """A progress line on a stream: redrawn with ``\\r`` at most every ``tty_every`` s
+    on a terminal, else printed as a line every ``line_every`` s."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        clock: Callable[[], float] = time.monotonic,
+        tty: bool | None = None,
+        tty_every: float = 0.25,
+        line_every: float = 10.0,
+    ) -> None:
+        self.stream = stream
+        self.clock = clock
+        self.tty = isatty(stream) if tty is None else tty
+        self.every = tty_every if self.tty else line_every
+        self.started = clock()
+        self.last = self.started
+        self.drawn = False
+
+    def text(self, events: int, nbytes: int, now: float) -> str:
+        elapsed = max(now - self.started, 1e-9)
+        return f"{events:,} events  {events / elapsed:,.0f} events/s  {human_bytes(nbytes)}  {elapsed:.1f}s"
+
+    def update(self, events: int, nbytes: int) -> None:
+        """Show the counts if the last line is old enough; cheap otherwise."""
+        now = self.clock()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        line = self.text(events, nbytes, now)
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line)
+            self.drawn = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """End a redrawn line so what follows starts on a line of its own."""
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.drawn = False

@@ -1,0 +1,73 @@
+"""``intentstream report``: the persona report, one section per cluster, zh or en, md or html.
+
+From the live model (the personas agent's checkpoint in Redis) by default, or offline
+from ``--input`` (a clickstream) or ``--segments`` (closed segments); see
+:mod:`intentstream.stream.report`. The same model gives byte-identical output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from intentstream.stream.report.html import render_html
+from intentstream.stream.report.markdown import render_markdown
+from intentstream.stream.report.model import build_report
+from intentstream.stream.report.sources import learn, live_model, read_segments, segments_from_clickstream
+from intentstream.stream.report.text import LANGS
+from intentstream.stream.settings import load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="persona report per cluster with strategies (zh/en, markdown/html)",
+        description="Persona report: one section per cluster with key features and strategies. "
+        "From the live model (Redis checkpoint) by default, or offline from --input/--segments.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--input", metavar="FILE.jsonl", help="clickstream: sessionize and learn it offline")
+    src.add_argument("--segments", metavar="SEG.jsonl", help="closed segments (intentstream segments output): learn them")
+    p.add_argument("--lang", choices=LANGS, default="zh", help="report language (default zh)")
+    p.add_argument("--format", choices=("md", "html"), default="md", help="markdown or self-contained HTML (default md)")
+    p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    p.add_argument(
+        "--min-users", type=int, metavar="K",
+        help="fold clusters with fewer users into 'other / small clusters' "
+        "(default: max([personas] report_min_users, report_min_user_share x users))",
+    )  # fmt: skip
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from intentstream.stream.cli.validate import iter_lines
+
+    settings = load_settings(args.config)
+    started = time.perf_counter()
+    try:
+        if args.input or args.segments:
+            path = args.input or args.segments
+            with sys.stdin.buffer if path == "-" else open(path, "rb") as fh:
+                lines = iter_lines(fh)
+                segs = segments_from_clickstream(lines, settings) if args.input else read_segments(lines)
+                model = learn(segs, settings.personas)
+        else:
+            model = live_model(settings)
+    except (OSError, ValueError, LookupError) as exc:
+        print(f"intentstream report: {exc}", file=sys.stderr)
+        return 2
+    learned = time.perf_counter()
+    rep = build_report(model, lang=args.lang, min_users=args.min_users)
+    text = render_html(rep) if args.format == "html" else render_markdown(rep)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    print(
+        f"report: {len(rep.clusters)} clusters (+{len(rep.small)} small) for {rep.users} users, "
+        f"{model.segments_seen} segments; model {learned - started:.2f}s, report {time.perf_counter() - learned:.3f}s",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,51 @@
+"""The engine's per-user record: the sessionizer's state, the trigger rules' state and
+the highest input offset applied — stored as one value per user (``P:{u:<user>}:ses``).
+
+Stored form (compact JSON, one list):
+``[STATE_VERSION, hi, mx, profile, dedup log, buffer, session, late run, trigger state]``
+— items 2..7 are :meth:`SessionState.dump_fields`, the last is
+:meth:`TriggerState.to_dict` (0 when empty).
+
+>>> from intentstream.stream.sessions.sessionizer import SessionConfig
+>>> st = UserState("u1"); st.hi = 41
+>>> back = UserState.load("u1", st.dump(SessionConfig.from_settings()))
+>>> back.hi, back.mx, back.sess, back.trig == st.trig
+(41, -1, None, True)
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from intentstream.stream import codec
+from intentstream.stream.sessions.sessionizer import SessionConfig, SessionState
+from intentstream.stream.triggers.rules import TriggerState
+
+STATE_VERSION: Final = 1
+
+
+class UserState(SessionState):
+    """:class:`SessionState` plus ``trig`` (the trigger rules' memory of this user) and
+    ``hi`` (the highest input offset applied: redelivered offsets are skipped)."""
+
+    __slots__ = ("hi", "trig")
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(user_id)
+        self.hi = -1
+        self.trig = TriggerState()
+
+    def dump(self, cfg: SessionConfig) -> bytes:
+        return codec.dumps([STATE_VERSION, self.hi, *self.dump_fields(cfg), self.trig.to_dict() or 0])
+
+    @classmethod
+    def load(cls, user_id: str, data: bytes) -> UserState:
+        a = codec.loads(data)
+        if a[0] != STATE_VERSION:
+            raise ValueError(f"user state of {user_id!r} has version {a[0]!r}, expected {STATE_VERSION}")
+        st = cls.__new__(cls)
+        st.user_id = user_id
+        st.hi = a[1]
+        st.load_fields(a[2:8])
+        st.trig = TriggerState.from_dict(a[8] if len(a) > 8 else None)
+        return st

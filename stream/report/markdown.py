@@ -1,0 +1,38 @@
+"""The persona report as Markdown."""
+
+from __future__ import annotations
+
+from intentstream.stream.report.model import Report
+from intentstream.stream.report.text import TEXT, percent
+
+__all__ = ["render_markdown"]
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(rep: Report) -> str:
+    """The report as Markdown (the example report's layout, with every section filled)."""
+    t = TEXT[rep.lang]
+    out = [f"# {t['title']}", "", t["intro"], "", rep.basis(), rep.text("threshold", k=rep.min_users), ""]
+    if not rep.clusters and not rep.small:
+        out += [t["empty"], ""]
+        return "\n".join(out)
+    out += [f"## {t['summary']}", "", f"| {t['col_cluster']} | {t['col_label']} | {t['col_users']} | {t['col_share']} | {t['col_segments']} |", "|---:|---|---:|---:|---:|"]
+    for c in rep.clusters + rep.small:
+        share = c.users / rep.users if rep.users else 0.0
+        out.append(f"| {c.cluster_id} | {_md_cell(c.label)} | {c.users} | {percent(share)} | {c.segments} |")
+    out += ["", "---", ""]
+    for c in rep.clusters:
+        out += [f"## {c.title}", "", f"**{t['full_label']}**: {c.label}", "", f"### {t['key_features']}", ""]
+        out += [f"- {line}" for line in rep.key_lines(c)]
+        for s in c.strategies:
+            out += ["", f"### {s.title}", ""]
+            out += [f"- {line}" for line in s.lines]
+        out += ["", "---", ""]
+    if rep.small:
+        out += [f"## {t['small']}", "", rep.text("small_intro", k=rep.min_users), ""]
+        out += [f"- {c.title} — {c.label}: {t['col_users']} {c.users}, {t['col_segments']} {c.segments}" for c in rep.small]
+        out.append("")
+    return "\n".join(out)

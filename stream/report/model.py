@@ -1,0 +1,271 @@
+"""The persona report's content: one :class:`ClusterReport` per cluster, as plain values.
+
+:func:`build_report` reads a :class:`~intentstream.stream.personas.model.PersonaModel`'s
+clusters (cost: O(clusters), not users): title and full label
+(:func:`~intentstream.stream.personas.labels.cluster_label`, which never contradicts the
+statuses listed under it), key features, a distinguishing trait when clusters share a
+label, a feature profile and six strategy sections from the playbook. Clusters whose
+members (users whose cluster persona it is) are fewer than :func:`min_users_threshold`
+are folded into ``Report.small``. Rendering is :mod:`~intentstream.stream.report.markdown`
+and :mod:`~intentstream.stream.report.html`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from intentstream.stream.contract.events import format_ts
+from intentstream.stream.personas.labels import cluster_label
+from intentstream.stream.personas.model import PersonaModel
+from intentstream.stream.personas.playbook import SECTIONS, Playbook, load_playbook
+from intentstream.stream.personas.stats import ClusterStats
+from intentstream.stream.report.text import LANGS, TEXT, percent
+from intentstream.stream.settings import PersonaSettings
+
+__all__ = [
+    "FEATURE_FIELDS",
+    "TRAITS",
+    "ClusterReport",
+    "Report",
+    "StrategySection",
+    "build_report",
+    "cluster_traits",
+    "min_users_threshold",
+]
+
+#: Status fields listed under each cluster, in order (label-bearing ones first).
+FEATURE_FIELDS: Final = ("behaviour_stage", "urgency", "main_activity", "kyc_status", "transaction_status", "lifecycle_stage")
+
+#: Candidate distinguishing traits: (measure, trait when above the other clusters, trait
+#: when below or None). Measures: a mean, or "field=value" for a share of segments.
+TRAITS: Final = (
+    ("duration_min", "long_sessions", "short_sessions"),
+    ("interactions", "many_interactions", "few_interactions"),
+    ("intent_strength", "strong_intent", "weak_intent"),
+    ("transaction_status=completed", "more_customers", None),
+    ("kyc_status=in_progress", "more_open_kyc", None),
+    ("main_activity=coupon_oriented", "coupon_leaning", None),
+    ("main_activity=purchase_focused", "purchase_leaning", None),
+    ("urgency=high", "more_urgent", None),
+)
+
+
+@dataclass
+class StrategySection:
+    """One strategy section of a cluster: its playbook key, title and lines."""
+
+    key: str
+    title: str
+    lines: list[str]
+
+
+@dataclass
+class ClusterReport:
+    """Everything the report says about one cluster, as plain values."""
+
+    cluster_id: int
+    title: str
+    label: str
+    users: int
+    unique_users: int
+    unique_exact: bool
+    segments: int
+    mean_duration: float
+    mean_interactions: float
+    mean_strength: float
+    features: list[tuple[str, str]]
+    strategies: list[StrategySection]
+    profile: list[tuple[str, float]]
+    timeline: dict[int, int]
+
+
+@dataclass
+class Report:
+    """The whole report as plain values: one :class:`ClusterReport` per cluster persona big
+    enough for strategies (``clusters``), the rest folded into ``small``."""
+
+    lang: str
+    estimator: str
+    users: int
+    segments: int
+    min_users: int
+    first_ms: int | None
+    last_ms: int | None
+    clusters: list[ClusterReport] = field(default_factory=list)
+    small: list[ClusterReport] = field(default_factory=list)
+
+    def text(self, key: str, **kw: Any) -> str:
+        return TEXT[self.lang][key].format(**kw)
+
+    def basis(self) -> str:
+        """The line that says what the report is based on (users, segments, clusters, span)."""
+        n = len(self.clusters) + len(self.small)
+        out = self.text("basis", users=self.users, segments=self.segments, clusters=n, estimator=self.estimator)
+        if self.first_ms is not None and self.last_ms is not None:
+            out += self.text("span", first=_minute(self.first_ms), last=_minute(self.last_ms))
+        return out + self.text("end")
+
+    def key_lines(self, c: ClusterReport) -> list[str]:
+        """The key-feature lines of one cluster."""
+        t = TEXT[self.lang]
+        return [
+            self.text("users", n=c.users),
+            self.text("unique_users", n=c.unique_users, approx="" if c.unique_exact else t["approx"]),
+            self.text("segments", n=c.segments),
+            self.text("duration", v=c.mean_duration),
+            self.text("interactions", v=c.mean_interactions),
+            self.text("strength", v=c.mean_strength),
+            *(f"{name}: {value}" for name, value in c.features),
+        ]
+
+
+def _minute(ts_ms: int) -> str:
+    return format_ts(ts_ms)[:16].replace("T", " ")
+
+
+def _mix(st: ClusterStats, name: str, lang: str, pb: Playbook, top: int = 3) -> str:
+    dist = [(v, s) for v, s in st.distribution(name) if s > 0][:top]
+    if not dist:
+        return TEXT[lang]["none"]
+    return " · ".join(f"{pb.vocab.term(name, v, lang)} {percent(s)}" for v, s in dist)
+
+
+def _measure(st: ClusterStats, name: str) -> float:
+    field_, _, value = name.partition("=")
+    return st.share(field_, value) if value else st.mean(name)
+
+
+def cluster_traits(clusters: list[ClusterStats]) -> dict[int, list[tuple[str, float]]]:
+    """Each cluster's distinguishing traits (:data:`TRAITS`) with their z-scores, most
+    distinguishing first: how far the cluster's measure lies from the other clusters', in
+    standard deviations across clusters. Empty for fewer than two clusters.
+
+    >>> a, b, c = ClusterStats(0), ClusterStats(1), ClusterStats(2)
+    >>> for st, minutes in ((a, 1.0), (b, 2.0), (c, 30.0)):
+    ...     st.add({"duration_min": minutes, "interactions": 5, "intent_strength": 0.5})
+    >>> {cid: traits[0][0] for cid, traits in cluster_traits([a, b, c]).items()}
+    {0: 'short_sessions', 1: 'short_sessions', 2: 'long_sessions'}
+    """
+    if len(clusters) < 2:
+        return {}
+    zs: dict[str, list[float]] = {}
+    for name, _, _ in TRAITS:
+        values = [_measure(st, name) for st in clusters]
+        m = sum(values) / len(values)
+        sd = math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
+        zs[name] = [(v - m) / sd if sd > 1e-12 else 0.0 for v in values]
+    out: dict[int, list[tuple[str, float]]] = {}
+    for i, st in enumerate(clusters):
+        cands = []
+        for name, hi, lo in TRAITS:
+            z = zs[name][i]
+            trait = hi if z > 0 else lo
+            if trait and z:
+                cands.append((trait, z))
+        out[st.cluster_id] = sorted(cands, key=lambda tz: -abs(tz[1]))
+    return out
+
+
+def _pick_traits(labels: dict[int, str], traits: dict[int, list[tuple[str, float]]]) -> dict[int, tuple[str, float]]:
+    """One trait per cluster: the strongest, except that clusters sharing a label take, in
+    id order, the strongest trait no earlier cluster with that label took."""
+    taken: dict[str, set[str]] = {}
+    out = {}
+    for cid in sorted(labels):
+        cands = traits.get(cid, [])
+        used = taken.setdefault(labels[cid], set())
+        pick = next((c for c in cands if c[0] not in used), cands[0] if cands else None)
+        if pick:
+            out[cid] = pick
+            used.add(pick[0])
+    return out
+
+
+def min_users_threshold(total_users: int, cfg: PersonaSettings, min_users: int | None = None) -> int:
+    """Smallest persona worth its own section: ``min_users`` when given, else
+    ``max(report_min_users, ceil(report_min_user_share x users))``.
+
+    >>> min_users_threshold(100_000, PersonaSettings()), min_users_threshold(40, PersonaSettings()), min_users_threshold(40, PersonaSettings(), 2)
+    (1000, 5, 2)
+    """
+    if min_users is not None:
+        return max(0, min_users)
+    return max(cfg.report_min_users, math.ceil(cfg.report_min_user_share * total_users))
+
+
+def build_report(
+    model: PersonaModel, *, lang: str = "zh", min_users: int | None = None, playbook: Playbook | None = None
+) -> Report:
+    """The report's content for ``model``'s clusters (cost: O(clusters), not users)."""
+    if lang not in TEXT:
+        raise ValueError(f"unknown language {lang!r}; known: {', '.join(LANGS)}")
+    cfg = model.settings
+    pb = playbook or load_playbook(cfg.playbook or None)
+    clusters = model.clusters()
+    total_users = sum(st.assigned for st in clusters)
+    threshold = min_users_threshold(total_users, cfg, min_users)
+    firsts = [st.first_ms for st in clusters if st.first_ms is not None]
+    lasts = [st.last_ms for st in clusters if st.last_ms is not None]
+    rep = Report(
+        lang=lang,
+        estimator=cfg.estimator,
+        users=total_users,
+        segments=sum(st.segments for st in clusters),
+        min_users=threshold,
+        first_ms=min(firsts) if firsts else None,
+        last_ms=max(lasts) if lasts else None,
+    )
+    max_duration = max((st.mean("duration_min") for st in clusters), default=0.0) or 1.0
+    max_inter = max((st.mean("interactions") for st in clusters), default=0.0) or 1.0
+    t = TEXT[lang]
+    labels = {st.cluster_id: cluster_label(st).text(lang, pb.vocab) for st in clusters}
+    shared = {text for text in labels.values() if list(labels.values()).count(text) > 1}
+    traits = _pick_traits(labels, cluster_traits(clusters))
+    for st in clusters:
+        label = cluster_label(st)
+        text = labels[st.cluster_id]
+        trait = traits.get(st.cluster_id)
+        trait_text = pb.vocab.term("trait", trait[0], lang) if trait else None
+        if trait_text and text in shared:
+            text = t["qualified"].format(label=text, trait=trait_text)
+        features = [(t["behaviour_stage"], f"{pb.vocab.term('behaviour_stage', label.stage, lang)} ({_mix(st, 'behaviour_stage', lang, pb)})")]
+        for name in FEATURE_FIELDS[1:]:
+            features.append((t[name], _mix(st, name, lang, pb)))
+        if trait and trait_text:
+            features.append((t["trait"], f"{trait_text} (z = {trait[1]:+.1f})"))
+        strategies = [
+            StrategySection(key, t[key], pb.lines(key, st, lang, cfg.playbook_min_share, cfg.playbook_max_entries))
+            for key in SECTIONS
+        ]
+        profile = [
+            (t["p_strength"], st.mean("intent_strength")),
+            (t["p_high"], st.share("urgency", "high")),
+            (t["p_tx_done"], st.share("transaction_status", "completed")),
+            (t["p_tx_open"], st.share("transaction_status", "in_progress") + st.share("transaction_status", "failed")),
+            (t["p_kyc_done"], st.share("kyc_status", "completed")),
+            (t["p_kyc_open"], st.share("kyc_status", "in_progress") + st.share("kyc_status", "rejected")),
+            (t["p_coupon"], st.share("main_activity", "coupon_oriented")),
+            (t["p_purchase"], st.share("main_activity", "purchase_focused")),
+            (t["p_duration"], st.mean("duration_min") / max_duration),
+            (t["p_interactions"], st.mean("interactions") / max_inter),
+        ]
+        cr = ClusterReport(
+            cluster_id=st.cluster_id,
+            title=label.title(st.cluster_id, lang, pb.vocab),
+            label=text,
+            users=st.assigned,
+            unique_users=len(st.users),
+            unique_exact=st.users.exact,
+            segments=st.segments,
+            mean_duration=st.mean("duration_min"),
+            mean_interactions=st.mean("interactions"),
+            mean_strength=st.mean("intent_strength"),
+            features=features,
+            strategies=strategies,
+            profile=profile,
+            timeline=dict(sorted(st.timeline.items())),
+        )
+        (rep.clusters if st.assigned >= threshold and st.assigned > 0 else rep.small).append(cr)
+    return rep

@@ -1,0 +1,133 @@
+"""The fatigue ledger's state interface: :class:`LedgerStore` and the values it speaks.
+
+A store keeps each user's delivery history, cooldowns and recorded decisions, and does one
+check-and-record per :class:`LedgerRequest` atomically per user (rules 1, 2 and 4–6 of
+:mod:`intentstream.stream.decisions.fatigue`, which builds the requests). Backends:
+:class:`intentstream.stream.state.memory.fatigue.MemoryLedgerStore` and
+:class:`intentstream.stream.state.redis.fatigue.RedisLedgerStore` (one Lua script); both
+pass one contract suite (``tests/stream/state/test_fatigue_contract.py``).
+
+>>> Limits().ttl_ms == 8 * DAY_MS
+True
+>>> Verdict("deferred", "quiet_hours", "push", send_at=HOUR_MS).is_delivery
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol, runtime_checkable
+
+SECOND_MS: Final = 1000
+HOUR_MS: Final = 3600 * SECOND_MS
+DAY_MS: Final = 24 * HOUR_MS
+
+#: Values of :attr:`Verdict.coupon`.
+#: The coupon cap counts under this pseudo-channel, beside the real ones.
+COUPON_CHANNEL: Final = "coupon"
+COUPON_GRANTED: Final = "granted"
+COUPON_CAPPED: Final = "fatigue_cap"
+COUPON_NOT_SENT: Final = "not_sent"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The numbers the store enforces (see ``[fatigue]`` in config/default.toml)."""
+
+    window_ms: int = 7 * DAY_MS
+    channel_cap: int = 3
+    coupon_cap: int = 1
+    cooldown_ms: int = DAY_MS
+    retention_ms: int = DAY_MS
+
+    @property
+    def ttl_ms(self) -> int:
+        """How long delivery history and action records are kept (window + slack)."""
+        return max(self.window_ms, self.cooldown_ms) + self.retention_ms
+
+    @classmethod
+    def from_settings(cls, fs) -> Limits:  # fs: intentstream.stream.settings.FatigueSettings
+        return cls(
+            window_ms=fs.window_s * SECOND_MS,
+            channel_cap=fs.channel_cap,
+            coupon_cap=fs.coupon_cap,
+            cooldown_ms=fs.cooldown_s * SECOND_MS,
+            retention_ms=fs.retention_slack_s * SECOND_MS,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRequest:
+    """What a store needs for one atomic check-and-record (built by
+    :class:`~intentstream.stream.decisions.fatigue.FatigueLedger`).
+
+    ``options`` are the usable channels in preference order with their send times
+    (opt-outs removed, quiet hours applied); ``payload`` is stored with the record and
+    returned unchanged on duplicates.
+    """
+
+    action_id: str
+    user_id: str
+    trigger: str
+    now: int
+    options: tuple[tuple[str, int], ...]
+    first_choice: str | None
+    holdout: bool = False
+    coupon: bool = False
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The ledger's answer. ``duplicate`` is True when the action_id was already recorded
+    (then every other field is the original record's)."""
+
+    status: str
+    reason: str | None
+    channel: str | None = None
+    send_at: int | None = None
+    fallback_from: str | None = None
+    coupon: str | None = None
+    payload: bytes = b""
+    duplicate: bool = False
+
+    @property
+    def is_delivery(self) -> bool:
+        return self.status in ("sent", "deferred")
+
+
+@runtime_checkable
+class LedgerStore(Protocol):
+    """Per-user ledger state with an atomic check-and-record (rules 1, 2, 4, 5, 6)."""
+
+    def apply(self, req: LedgerRequest, limits: Limits) -> Verdict:
+        """Check ``req`` against the user's state and record the outcome, atomically."""
+        ...
+
+    def apply_many(self, reqs: Sequence[LedgerRequest], limits: Limits) -> list[Verdict]:
+        """:meth:`apply` for several requests, in order (one round trip where possible)."""
+        ...
+
+
+def window_fits(times: Iterable[int], t: int, window_ms: int, cap: int) -> bool:
+    """Whether one more delivery at ``t`` keeps every rolling window within ``cap`` (the
+    cap rule every store implements; the Redis script has the same loop in Lua).
+
+    A window is ``(e - window_ms, e]``; every window that contains ``t`` is checked, so a
+    late candidate cannot squeeze in before deliveries already scheduled after it.
+
+    >>> window_fits([0, 1, 2], 7 * DAY_MS - 1, 7 * DAY_MS, 3)
+    False
+    >>> window_fits([0, 1, 2], 7 * DAY_MS, 7 * DAY_MS, 3)   # exactly one window after 0
+    True
+    >>> window_fits([5, 6, 7], 0, 7 * DAY_MS, 3)             # late: 5..7 are already booked
+    False
+    """
+    if cap <= 0:
+        return False
+    near = [x for x in times if t - window_ms < x < t + window_ms]
+    for end in [t, *(x for x in near if x > t)]:
+        if sum(1 for x in near if end - window_ms < x <= end) + 1 > cap:
+            return False
+    return True

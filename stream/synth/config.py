@@ -1,0 +1,128 @@
+"""What the clickstream generator is asked for (:class:`GeneratorConfig`) and what one
+generation counted (:class:`GenerationStats`).
+
+The ground-truth windows of the config are the default trigger rules (``config/default.toml``);
+the generator plants its journeys so that they hold under those rules.
+
+>>> cfg = GeneratorConfig(users=3, days=2)
+>>> cfg.end_ms - cfg.start_ms == 2 * DAY_MS
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from intentstream.stream.contract.events import parse_ts
+from intentstream.stream.settings import default_settings
+
+#: Share of users per persona (sums to 1).
+DEFAULT_MIX: Final[dict[str, float]] = {
+    "explorer": 0.18,
+    "coupon_hunter": 0.10,
+    "buyer_complete": 0.13,
+    "cart_abandoner": 0.10,
+    "payment_failer": 0.07,
+    "kyc_finisher": 0.08,
+    "kyc_staller": 0.07,
+    "kyc_rejected": 0.04,
+    "churner": 0.09,
+    "night_owl": 0.08,
+    "unsubscriber": 0.06,
+}
+#: The persona names, in the order of :data:`DEFAULT_MIX`.
+PERSONAS: Final = tuple(DEFAULT_MIX)
+
+# Units of the synthetic timeline (epoch milliseconds).
+MINUTE_MS: Final = 60_000
+HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 86_400_000
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """What to generate. Same config, same output, byte for byte."""
+
+    users: int = 1000
+    days: int = 7
+    seed: int = 0
+    #: First instant of the window, ISO-8601 with an offset.
+    start: str = "2026-01-05T00:00:00Z"
+    late_share: float = 0.02
+    duplicate_share: float = 0.01
+    invalid_share: float = 0.0
+    #: Persona shares; defaults to :data:`DEFAULT_MIX`.
+    mix: tuple[tuple[str, float], ...] = tuple(DEFAULT_MIX.items())
+    # The trigger rules the ground truth follows (seconds); by default the defaults
+    # file's (``[triggers]``, ``[sessions] allowed_lateness_s``), never copied here.
+    cart_window_s: int = field(default_factory=lambda: default_settings().triggers.cart_abandon_s)
+    payment_window_s: int = field(default_factory=lambda: default_settings().triggers.payment_stall_s)
+    kyc_window_s: int = field(default_factory=lambda: default_settings().triggers.kyc_stall_s)
+    churn_silence_s: int = field(default_factory=lambda: default_settings().triggers.churn_silence_s)
+    #: Late events up to this delay are "within allowed lateness"; the rest are too late.
+    allowed_lateness_s: int = field(default_factory=lambda: default_settings().sessions.allowed_lateness_s)
+    #: Minimum silence between two sessions of one user (> inactivity gap and cart window).
+    session_gap_s: int = 2400
+
+    def __post_init__(self) -> None:
+        if self.users < 1 or self.days < 1:
+            raise ValueError("users and days must be at least 1")
+        for name in ("late_share", "duplicate_share", "invalid_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.late_share + self.duplicate_share > 1.0:
+            raise ValueError("late_share + duplicate_share must not exceed 1")
+        if not isinstance(parse_ts(self.start), int):
+            raise ValueError(f"start is not ISO-8601 with an offset: {self.start!r}")
+        unknown = [name for name, _ in self.mix if name not in PERSONAS]
+        if unknown:
+            raise ValueError(f"unknown persona(s) {unknown}; known: {', '.join(PERSONAS)}")
+        if self.session_gap_s <= max(self.cart_window_s, self.payment_window_s):
+            raise ValueError("session_gap_s must exceed the cart and payment windows")
+
+    @property
+    def start_ms(self) -> int:
+        ms = parse_ts(self.start)
+        assert isinstance(ms, int)
+        return ms
+
+    @property
+    def end_ms(self) -> int:
+        """End of the window (exclusive); no event is at or after it."""
+        return self.start_ms + self.days * DAY_MS
+
+
+@dataclass
+class GenerationStats:
+    """Counters of one generation, filled while its lines are consumed.
+
+    With ``collect_truth=True`` the per-user ground truth is kept too (one small dict per
+    user), so a single pass can write both the stream and the truth file.
+    """
+
+    collect_truth: bool = False
+    users: int = 0
+    lines: int = 0
+    events: int = 0
+    late: int = 0
+    very_late: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    personas: dict[str, int] = field(default_factory=dict)
+    journeys: dict[str, int] = field(default_factory=dict)
+    truth: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def truth_records(self) -> list[dict[str, Any]]:
+        """The collected ground truth, sorted by user id."""
+        return [self.truth[i] for i in sorted(self.truth)]
+
+    def summary(self) -> str:
+        personas = ", ".join(f"{name} {n}" for name, n in self.personas.items())
+        journeys = ", ".join(f"{name} {n}" for name, n in sorted(self.journeys.items()))
+        return (
+            f"{self.lines} lines: {self.events} events, {self.late} late ({self.very_late} beyond allowed lateness), "
+            f"{self.duplicates} duplicates, {self.invalid} invalid\n"
+            f"{self.users} users: {personas}\n"
+            f"journeys: {journeys or 'none'}"
+        )
