@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `intentstream ... | head` is not an error
         sys.stderr.close()
         return 0
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:  # a path given on the command line
+        print(f"intentstream {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -80,3 +80,12 @@ def test_stdout_and_empty_input(tmp_path, capsys):
     assert main(["segments", str(src), "--out", "-"]) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and "0 lines" in captured.err
+
+
+def test_a_missing_input_file_is_one_line_and_status_2(tmp_path, capsys):
+    for args in (["segments", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "s.jsonl")],
+                 ["validate", str(tmp_path / "nope.jsonl")],
+                 ["replay", str(tmp_path / "nope.jsonl"), "--offline", "--out", str(tmp_path / "d.jsonl")]):  # fmt: skip
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "nope.jsonl" in err and "Traceback" not in err and len(err.splitlines()) == 1
