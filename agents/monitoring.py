@@ -187,6 +187,7 @@ class WorkerProbe:
             recovered=recovered,
             pipeline=pipe is not None,
             persona=persona,
+            breaker=pipe.breaker.state() if getattr(pipe, "breaker", None) is not None else None,
         )
 
 

@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from intentstream.agents.admin import ensure_topics
 from intentstream.agents.app import Topics, create_app
+from intentstream.agents.breaker import Breaker
 from intentstream.agents.kafka import aiokafka_options, kafka_python_options
 from intentstream.agents.outbox import ID_HEADER, already_published
 from intentstream.stream.engine.partitioning import partition_for
@@ -39,8 +40,15 @@ T = TypeVar("T")
 class Pipeline:
     """Engines of the assigned partitions, their outbox publishing and idle handling."""
 
-    def __init__(self, settings: Settings, store: Any, make_engine: Callable[[int], Any], producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self, settings: Settings, store: Any, make_engine: Callable[[int], Any], producer: AIOKafkaProducer, breaker: Breaker | None = None
+    ) -> None:
         self.settings = settings
+        # the circuit breakers (agents/breaker.py): they decide when actions.* entries leave
+        # the outbox, never what is in it
+        self.breaker = breaker or Breaker(settings, None, "", "")
+        self.breaker_loaded = False
+        self._alarms: set[asyncio.Task] = set()
         self.store = store
         self.make_engine = make_engine
         self.producer = producer
@@ -63,6 +71,7 @@ class Pipeline:
             self.engines.pop(p, None)
             self.recovered.discard(p)
             self.last_input.pop(p, None)
+        self.breaker.gate.forget(partitions)
 
     async def retrying(self, what: str, fn: Callable[[], T]) -> T:
         """Run a blocking store call in a thread; on a store outage wait and retry forever."""
@@ -81,7 +90,11 @@ class Pipeline:
         every partition's outbox published together — one wait for acks, not one per
         partition."""
         async with self.lock:
+            if not self.breaker_loaded:  # a restarted worker must not publish past an open breaker
+                await self.retrying("breaker", self.breaker.refresh)
+                self.breaker_loaded = True
             stepped = []
+            produced: dict[str, int] = defaultdict(int)
             for p, records in sorted(batches.items()):
                 eng = self.engine(p)
                 await self.recover(p, eng)
@@ -89,12 +102,27 @@ class Pipeline:
                 result = await self.retrying(f"partition {p}", lambda eng=eng, records=records: eng.process(records))
                 for name, value in result.counters.items():
                     self.counters[name] += value
+                    produced[name] += value
                 for reason, n in result.invalid.items():
                     self.counters[f"invalid:{reason}"] += n
                 stepped.append((p, eng, result.outbox))
+            await self.watch_storm([e for _, _, outbox in stepped for e in outbox], produced)
             # what each step just committed: no need to read it back from Redis (entries
             # a failed publish leaves behind go out with the next tick)
             await asyncio.gather(*(self.publish(p, eng, entries) for p, eng, entries in stepped))
+
+    async def watch_storm(self, entries: list, produced: dict[str, int]) -> None:
+        """Feed the storm rule what the steps produced; trip the breaker (for every worker)
+        and raise the alert at once when it breaks."""
+        sends = sum(1 for e in entries if self.breaker.channel(e.topic))
+        trip = self.breaker.observe(sends, produced["decisions"], produced["events"], produced["late"])
+        if trip is None:
+            return
+        opened = await self.retrying("breaker", lambda: self.breaker.trip(trip))
+        if opened and self.breaker.alarm is not None:
+            task = asyncio.ensure_future(self.breaker.alarm())
+            self._alarms.add(task)
+            task.add_done_callback(self._alarms.discard)
 
     async def recover(self, p: int, eng: Any) -> None:
         """Before a partition's first step: publish what a previous owner left in its outbox."""
@@ -108,6 +136,8 @@ class Pipeline:
             done = await asyncio.to_thread(already_published, kafka_opts, targets, since)
             if done:
                 await self.retrying(f"partition {p} ack", lambda: eng.ack(done))
+            # actions left behind wait for the next full pass, whatever the breakers hold
+            self.breaker.gate.block(p, {ch for e in pending if e.id not in done and (ch := self.breaker.channel(e.topic))})
             log.info("partition %d: recovered outbox (%d pending, %d already published)", p, len(pending), len(done))
         self.recovered.add(p)
 
@@ -122,8 +152,12 @@ class Pipeline:
         ack, then ack the entries in Redis with the output offsets."""
         if entries is None:
             pending = await self.retrying(f"partition {p} outbox", eng.pending_outbox)
+            if self.breaker.discards.get(p) is not None:
+                await self.retrying(f"partition {p} discard", lambda: self.breaker.discard(p, pending))
+                pending = await self.retrying(f"partition {p} outbox", eng.pending_outbox)
         else:
             pending = entries
+        pending, _held = self.breaker.split(p, pending, full=entries is None)
         if not pending:
             return
         futures = []
@@ -147,6 +181,8 @@ class Pipeline:
         now = time.monotonic()
         idle_after = self.settings.triggers.idle_partition_s
         async with self.lock:
+            await self.retrying("breaker", self.breaker.refresh)
+            self.breaker_loaded = True
             for p in sorted(assigned):
                 eng = self.engine(p)
                 await self.recover(p, eng)
@@ -163,6 +199,7 @@ class Pipeline:
                 result = await self.retrying(f"partition {p} idle", lambda eng=eng, wm=wm: eng.advance_to(wm))
                 for name, value in result.counters.items():
                     self.counters[name] += value
+                await self.watch_storm(result.outbox, defaultdict(int, result.counters))
                 await self.publish(p, eng)
 
 
@@ -185,16 +222,19 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
             if "p" not in state:
                 producer = AIOKafkaProducer(**aiokafka_options(settings, "outbox"), acks="all", enable_idempotence=True, linger_ms=0)
                 await producer.start()
-                pipe = Pipeline(settings, store, lambda p: PartitionEngine(store, p, settings), producer)
+                breaker = Breaker(settings, store.client, store.prefix, default_worker_id(settings))
+                breaker.alarm = ops.reporter.report  # decision_storm on ops.alerts at once
+                pipe = Pipeline(settings, store, lambda p: PartitionEngine(store, p, settings), producer, breaker)
                 for name in topics.by_name():  # outputs go to explicit partitions: know how many
                     pipe.partition_counts[name] = len(await producer.partitions_for(name))
                 state["p"] = pipe
         return state["p"]
 
+    from intentstream.agents.monitoring import default_worker_id
     from intentstream.agents.monitoring import register as register_ops
 
     # ops.metrics / ops.alerts every [ops] metrics_interval_s, /health and /metrics
-    register_ops(app, lambda: state.get("p"), persona_writer, settings)
+    ops = register_ops(app, lambda: state.get("p"), persona_writer, settings)
 
     @app.agent(topics.clickstream, name="sessionize")
     async def sessionize(stream: faust.StreamT) -> None:

@@ -26,7 +26,6 @@ time (markdown and HTML).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 from collections import Counter
@@ -67,7 +66,7 @@ def _sessionize(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     from intentstream.stream.report.sources import segments_from_clickstream
 
     lines = ((i, codec.dumps(e)) for i, e in enumerate(events, 1))
-    return list(segments_from_clickstream(lines, Settings()))
+    return list(segments_from_clickstream(lines, Settings.defaults()))
 
 
 def synthetic(users: int, days: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -117,7 +116,7 @@ def compare(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
         for name in args.estimators:
             overrides = dict(VARIANTS[name])
             river = overrides.pop("river", False)
-            cfg = dataclasses.replace(PersonaSettings(), seed=seed, **overrides)
+            cfg = PersonaSettings.defaults(seed=seed, **overrides)
             runs[name].append(score(cfg, segments, truth, river))
     rows = [(name, {k: statistics.median(r[k] for r in rs) for k in rs[0]}) for name, rs in runs.items()]
     what = "synthetic segments" if args.synthetic else "generated clickstream -> sessionizer"
@@ -139,7 +138,7 @@ def scale(users: int, days: int) -> None:
     from intentstream.stream.report.model import build_report
     from intentstream.stream.synth.segments import synthetic_segments
 
-    model = PersonaModel(PersonaSettings())
+    model = PersonaModel(PersonaSettings.defaults())
     learn_s = 0.0
     n = 0
     for seg in synthetic_segments(users, seed=0, days=days):  # synthesis time not counted
@@ -151,10 +150,10 @@ def scale(users: int, days: int) -> None:
     blob = model.checkpoint()
     ckpt_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    restored = PersonaModel.from_checkpoint(blob, PersonaSettings())
+    restored = PersonaModel.from_checkpoint(blob, PersonaSettings.defaults())
     restore_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    render_html(build_report(PersonaModel.from_checkpoint(blob, PersonaSettings()), lang="zh"))
+    render_html(build_report(PersonaModel.from_checkpoint(blob, PersonaSettings.defaults()), lang="zh"))
     live_s = time.perf_counter() - t0
     assert restored.segments_seen == model.segments_seen
     timings = {}

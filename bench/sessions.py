@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=20000)
     ap.add_argument("--days", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=None, help="events per engine step (default: [sessions] batch_size)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=None)
     ap.add_argument("--redis-url", default=None)
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
 
     base = "parse_event only (baseline)"
     results = [Result(base, "events/s", measure_rate(parse_only, args.repeats))]
-    b, b10 = args.batch, args.batch * 10
+    b = args.batch or settings.sessions.batch_size
+    b10 = b * 10
     results.append(Result(f"engine, memory store, batch {b}", "events/s",
                           measure_rate(lambda: run_engines(parts, MemorySessionStore, b), args.repeats), base))  # fmt: skip
     results.append(Result(f"engine, memory store, batch {b10}", "events/s",

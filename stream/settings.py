@@ -22,26 +22,46 @@ import os
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Self
 
 ENV_PREFIX = "INTENTSTREAM_"
 CONFIG_DIR = Path(os.environ.get("INTENTSTREAM_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
 DEFAULT_FILE = CONFIG_DIR / "default.toml"
 
 
+class SettingsSection:
+    """Base of the settings dataclasses. Their fields declare types only: every value,
+    defaults included, comes from ``config/default.toml`` (then the override file and the
+    environment; see :func:`load_settings`)."""
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> Self:
+        """This class's part of :func:`default_settings`, with ``overrides`` replaced: the
+        short way for tests and doctests to get settings without repeating a default.
+
+        >>> PersonaSettings.defaults(n_clusters=4).n_clusters, PersonaSettings.defaults().seed
+        (4, 42)
+        >>> Settings.defaults(ops=OpsSettings.defaults(worker_id="w1")).ops.worker_id
+        'w1'
+        """
+        root = default_settings()
+        parts = [root, *(getattr(root, f.name) for f in dataclasses.fields(root))]
+        return dataclasses.replace(next(p for p in parts if type(p) is cls), **overrides)
+
+
 @dataclass(frozen=True)
-class KafkaSettings:
-    bootstrap_servers: str = "127.0.0.1:19092"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = ""
-    sasl_username: str = ""
-    sasl_password: str = ""
-    ssl_cafile: str = ""
-    ssl_certfile: str = ""
-    ssl_keyfile: str = ""
-    client_id: str = "intentstream"
+class KafkaSettings(SettingsSection):
+    bootstrap_servers: str
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: str
+    ssl_cafile: str
+    ssl_certfile: str
+    ssl_keyfile: str
+    client_id: str
 
     # the clients' connection options are built from these in intentstream.agents.kafka
 
@@ -50,184 +70,215 @@ class KafkaSettings:
 
 
 @dataclass(frozen=True)
-class RedisSettings:
-    url: str = "redis://127.0.0.1:16379/0"
-    password: str = ""
-    key_prefix: str = "is"
-    socket_timeout_s: float = 5.0
+class RedisSettings(SettingsSection):
+    url: str
+    password: str
+    key_prefix: str
+    socket_timeout_s: float
 
     def __repr__(self) -> str:
         return f"RedisSettings(url={self.url.split('@')[-1]!r}, key_prefix={self.key_prefix!r})"
 
 
 @dataclass(frozen=True)
-class TopicSettings:
-    clickstream: str = "clickstream"
-    dead_letter: str = "clickstream.dlq"
-    segments: str = "segments"
-    actions_prefix: str = "actions."
-    audit: str = "actions.audit"
-    metrics: str = "ops.metrics"
-    alerts: str = "ops.alerts"
-    partitions: int = 6
-    replication_factor: int = 1
+class TopicSettings(SettingsSection):
+    clickstream: str
+    dead_letter: str
+    segments: str
+    actions_prefix: str
+    audit: str
+    metrics: str
+    alerts: str
+    partitions: int
+    replication_factor: int
 
 
 @dataclass(frozen=True)
-class EventSettings:
-    default_tz: str = "UTC"
+class EventSettings(SettingsSection):
+    default_tz: str
+    max_late_share: float
+    late_share_min_events: int
+    watermark_quorum: int
+    max_future_s: int
 
 
 @dataclass(frozen=True)
-class SessionSettings:
-    inactivity_gap_s: int = 1800
-    max_session_s: int = 14400
-    allowed_lateness_s: int = 300
-    dedup_ttl_s: int = 86400
-    dedup_max_ids: int = 32
-    intent_switch_votes: int = 3
-    strength_full_weight: int = 10
-    urgency_high_strength: float = 0.6
-    urgency_medium_strength: float = 0.8
-    lifecycle_growth_after_days: int = 90
-    lifecycle_maturity_after_days: int = 365
-    lifecycle_decline_after_days: int = 90
-    user_ttl_days: int = 120
-    batch_size: int = 500
-    engine_cache_users: int = 5000
+class SessionSettings(SettingsSection):
+    inactivity_gap_s: int
+    max_session_s: int
+    allowed_lateness_s: int
+    dedup_ttl_s: int
+    dedup_max_ids: int
+    intent_switch_votes: int
+    strength_full_weight: int
+    urgency_high_strength: float
+    urgency_medium_strength: float
+    lifecycle_growth_after_days: int
+    lifecycle_maturity_after_days: int
+    lifecycle_decline_after_days: int
+    user_ttl_days: int
+    batch_size: int
+    engine_cache_users: int
 
 
 @dataclass(frozen=True)
-class TriggerSettings:
-    enabled: tuple[str, ...] = (
-        "cart_abandoned", "payment_stalled", "kyc_stalled", "kyc_rejected",
-        "churn_risk", "first_transaction_nudge", "coupon_interest",
-    )  # fmt: skip
-    cart_abandon_s: int = 1800
-    payment_stall_s: int = 900
-    kyc_stall_s: int = 86400
-    churn_silence_s: int = 604800
-    churn_min_active_days: int = 2
-    churn_lookback_days: int = 30
-    nudge_min_strength: float = 0.6
-    coupon_min_strength: float = 0.5
-    feedback_ignore_s: int = 86400
-    dismiss_streak_block: int = 3
-    dismiss_block_s: int = 2592000
-    idle_partition_s: float = 10.0
+class TriggerSettings(SettingsSection):
+    enabled: tuple[str, ...]
+    cart_abandon_s: int
+    payment_stall_s: int
+    kyc_stall_s: int
+    churn_silence_s: int
+    churn_min_active_days: int
+    churn_lookback_days: int
+    nudge_min_strength: float
+    coupon_min_strength: float
+    feedback_ignore_s: int
+    dismiss_streak_block: int
+    dismiss_block_s: int
+    idle_partition_s: float
+    late_timer_grace_s: int
+    correction_window_s: int
+    goals: dict[str, list[str]]
 
 
 @dataclass(frozen=True)
-class WorkerSettings:
-    app_id: str = "intentstream"
-    web_enabled: bool = True
-    web_bind: str = "127.0.0.1"
-    web_port: int = 6066
-    data_dir: str = ""
-    log_level: str = "info"
-    batch_size: int = 500
-    batch_within_s: float = 0.1
-    commit_interval_s: float = 1.0
-    session_timeout_s: float = 10.0
-    idle_tick_s: float = 1.0
-    redis_retry_max_s: float = 30.0
+class WorkerSettings(SettingsSection):
+    app_id: str
+    web_enabled: bool
+    web_bind: str
+    web_port: int
+    data_dir: str
+    log_level: str
+    batch_size: int
+    batch_within_s: float
+    commit_interval_s: float
+    session_timeout_s: float
+    idle_tick_s: float
+    redis_retry_max_s: float
 
 
 @dataclass(frozen=True)
-class FatigueSettings:
-    window_s: int = 7 * 86400
-    channel_cap: int = 3
-    coupon_cap: int = 1
-    cooldown_s: int = 86400
-    quiet_start: str = "22:00"
-    quiet_end: str = "08:00"
-    quiet_channels: tuple[str, ...] = ("push", "sms")
-    holdout_share: float = 0.05
-    holdout_experiment: str = "fatigue-holdout-v1"
-    retention_slack_s: int = 86400
+class FatigueSettings(SettingsSection):
+    window_s: int
+    channel_cap: int
+    coupon_cap: int
+    cooldown_s: int
+    quiet_start: str
+    quiet_end: str
+    quiet_channels: tuple[str, ...]
+    holdout_share: float
+    holdout_experiment: str
+    retention_slack_s: int
 
 
 @dataclass(frozen=True)
-class StrategySettings:
-    catalogue: str = ""
-    regret_streak: int = 5
+class StrategySettings(SettingsSection):
+    catalogue: str
+    regret_streak: int
 
 
 @dataclass(frozen=True)
-class PersonaSettings:
-    estimator: str = "kmeans"
-    n_clusters: int = 12
-    seed: int = 42
-    categorical_weight: float = 2.0
-    assignment: str = "distinctive"
-    kmeans_halflife: float = 0.1
-    dbstream_clustering_threshold: float = 3.0
-    dbstream_fading_factor: float = 0.01
-    dbstream_cleanup_interval: float = 2.0
-    dbstream_intersection_factor: float = 0.3
-    dbstream_minimum_weight: float = 1.0
-    clustream_max_micro_clusters: int = 100
-    clustream_time_gap: int = 100
-    streamkmeans_chunk_size: int = 100
-    user_votes_window: int = 20
-    unique_users_exact_cap: int = 10000
-    timeline_bucket_s: int = 86400
-    timeline_max_buckets: int = 90
-    checkpoint_every_segments: int = 1000
-    checkpoint_every_s: int = 60
-    report_min_users: int = 5
-    report_min_user_share: float = 0.01
-    playbook: str = ""
-    playbook_min_share: float = 0.3
-    playbook_max_entries: int = 3
+class PersonaSettings(SettingsSection):
+    estimator: str
+    n_clusters: int
+    seed: int
+    categorical_weight: float
+    assignment: str
+    kmeans_halflife: float
+    dbstream_clustering_threshold: float
+    dbstream_fading_factor: float
+    dbstream_cleanup_interval: float
+    dbstream_intersection_factor: float
+    dbstream_minimum_weight: float
+    clustream_max_micro_clusters: int
+    clustream_time_gap: int
+    streamkmeans_chunk_size: int
+    user_votes_window: int
+    unique_users_exact_cap: int
+    timeline_bucket_s: int
+    timeline_max_buckets: int
+    checkpoint_every_segments: int
+    checkpoint_every_s: int
+    report_min_users: int
+    report_min_user_share: float
+    playbook: str
+    playbook_min_share: float
+    playbook_max_entries: int
 
 
 @dataclass(frozen=True)
-class PersonaWriterSettings:
-    in_worker: bool = True
-    lease_ttl_s: float = 15.0
-    lease_renew_s: float = 5.0
-    acquire_interval_s: float = 1.0
-    merge_grace_s: float = 2.0
-    max_batch: int = 2000
-    partition_refresh_s: float = 60.0
-    retry_max_s: float = 30.0
-    stop_timeout_s: float = 20.0
+class PersonaWriterSettings(SettingsSection):
+    in_worker: bool
+    lease_ttl_s: float
+    lease_renew_s: float
+    acquire_interval_s: float
+    merge_grace_s: float
+    max_batch: int
+    partition_refresh_s: float
+    retry_max_s: float
+    stop_timeout_s: float
 
 
 @dataclass(frozen=True)
-class OpsSettings:
-    worker_id: str = ""
-    metrics_interval_s: float = 10.0
-    dlq_rate_alert: float = 0.05
-    dlq_min_volume: int = 100
-    lag_growth_intervals: int = 3
-    watermark_stall_intervals: int = 2
-    volume_jump_factor: float = 5.0
-    volume_window_intervals: int = 6
-    volume_min_count: int = 20
-    alert_cooldown_s: float = 300.0
-    probe_timeout_s: float = 2.0
+class OpsSettings(SettingsSection):
+    worker_id: str
+    metrics_interval_s: float
+    dlq_rate_alert: float
+    dlq_min_volume: int
+    lag_growth_intervals: int
+    watermark_stall_intervals: int
+    volume_jump_factor: float
+    volume_window_intervals: int
+    volume_min_count: int
+    alert_cooldown_s: float
+    probe_timeout_s: float
+    late_share_alert: float
+    late_share_min_events: int
 
 
 @dataclass(frozen=True)
-class Settings:
-    kafka: KafkaSettings = field(default_factory=KafkaSettings)
-    redis: RedisSettings = field(default_factory=RedisSettings)
-    topics: TopicSettings = field(default_factory=TopicSettings)
-    events: EventSettings = field(default_factory=EventSettings)
-    sessions: SessionSettings = field(default_factory=SessionSettings)
-    triggers: TriggerSettings = field(default_factory=TriggerSettings)
-    worker: WorkerSettings = field(default_factory=WorkerSettings)
-    fatigue: FatigueSettings = field(default_factory=FatigueSettings)
-    strategies: StrategySettings = field(default_factory=StrategySettings)
-    personas: PersonaSettings = field(default_factory=PersonaSettings)
-    persona_writer: PersonaWriterSettings = field(default_factory=PersonaWriterSettings)
-    ops: OpsSettings = field(default_factory=OpsSettings)
+class BreakerSettings(SettingsSection):
+    max_per_minute_push: int
+    max_per_minute_sms: int
+    max_per_minute_email: int
+    max_per_minute_in_app: int
+    max_per_minute_coupon: int
+    burst_s: float
+    interval_s: float
+    storm_max_sends: int
+    storm_max_decisions: int
+    storm_jump_factor: float
+    storm_baseline_intervals: int
+    storm_min_sends: int
+    storm_late_share: float
+    storm_late_min_events: int
+    auto_release_after_s: float
+
+    def max_per_minute(self, channel: str) -> int:
+        """The send-rate limit of ``actions.<channel>`` (0: unlimited; unknown channel: 0)."""
+        return int(getattr(self, f"max_per_minute_{channel}", 0) or 0)
+
+
+@dataclass(frozen=True)
+class Settings(SettingsSection):
+    kafka: KafkaSettings
+    redis: RedisSettings
+    topics: TopicSettings
+    events: EventSettings
+    sessions: SessionSettings
+    triggers: TriggerSettings
+    worker: WorkerSettings
+    fatigue: FatigueSettings
+    strategies: StrategySettings
+    personas: PersonaSettings
+    persona_writer: PersonaWriterSettings
+    ops: OpsSettings
+    breaker: BreakerSettings
 
 
 class SettingsError(ValueError):
-    """A config file or environment variable names an unknown knob or has a bad value."""
+    """A config file or environment variable names an unknown knob or has a bad value, or
+    the defaults file lacks a knob."""
 
 
 @functools.cache
@@ -243,11 +294,16 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     base: str | Path = DEFAULT_FILE,
 ) -> Settings:
-    """Defaults file, then ``path`` (or ``$INTENTSTREAM_CONFIG``), then the environment."""
+    """Defaults file, then ``path`` (or ``$INTENTSTREAM_CONFIG``), then the environment.
+
+    The defaults file must define every knob (the dataclasses have no defaults of their
+    own); one it lacks is a :class:`SettingsError` naming it.
+    """
     env = os.environ if env is None else env
+    if not Path(base).is_file():
+        raise SettingsError(f"defaults file {base} not found")
     data: dict[str, Any] = {}
-    if Path(base).exists():
-        _merge(data, _read_toml(base))
+    _merge(data, _read_toml(base))
     path = path or env.get(ENV_PREFIX + "CONFIG")
     if path:
         _merge(data, _read_toml(path))
@@ -255,7 +311,7 @@ def load_settings(
         if key.startswith(ENV_PREFIX) and "__" in key:
             section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
             data.setdefault(section, {})[name] = text
-    return _build(Settings, data, "")
+    return _build(Settings, data, "", base)
 
 
 def _read_toml(path: str | Path) -> dict[str, Any]:
@@ -271,12 +327,16 @@ def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
             into[key] = dict(value) if isinstance(value, Mapping) else value
 
 
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+def _build(cls: type, data: Mapping[str, Any], where: str, base: str | Path) -> Any:
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - known
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = set(data) - set(known)
     if unknown:
         raise SettingsError(f"unknown setting(s) {sorted(unknown)} in [{where or 'root'}]")
+    missing = [name for name in known if name not in data]
+    if missing:
+        what = f"table(s) {', '.join(f'[{m}]' for m in missing)}" if not where else f"[{where}] {', '.join(missing)}"
+        raise SettingsError(f"missing setting {what}: {base} must define every knob")
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
@@ -284,7 +344,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, Mapping):
                 raise SettingsError(f"[{label}] must be a table")
-            kwargs[name] = _build(hint, value, label)
+            kwargs[name] = _build(hint, value, label, base)
         else:
             kwargs[name] = _coerce(hint, value, label)
     return cls(**kwargs)

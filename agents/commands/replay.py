@@ -8,8 +8,14 @@ counted with ``--no-dead-letter``). Idempotent producer with ``acks=all``
 (:func:`intentstream.agents.kafka.make_producer`); a bounded number of unacknowledged
 records (back-pressure, :mod:`~intentstream.agents.commands.in_flight`); ``--speed X``
 keeps X times the event-time pace, ``--rate N`` caps lines/s
-(:mod:`~intentstream.agents.commands.pacing`). ``replay FILE --offline ...`` is the
-offline engine run, dispatched to ``intentstream.stream.cli.replay_offline.run(args)``.
+(:mod:`~intentstream.agents.commands.pacing`).
+
+The input is read as the offline commands read it (``--sort``, ``--allow-disorder``;
+:mod:`intentstream.stream.cli.offline_files`), its disorder measured on the topic's
+partitions, the first events held back until the measure has its sample.
+
+``replay FILE --offline ...`` is the offline engine run, dispatched to
+``intentstream.stream.cli.replay_offline.run(args)``.
 """
 
 from __future__ import annotations
@@ -18,20 +24,23 @@ import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
 from intentstream.agents.commands.in_flight import MAX_IN_FLIGHT_RECORDS, InFlight
 from intentstream.agents.commands.kafka_errors import with_kafka_errors
 from intentstream.agents.commands.pacing import EventTimePacer, RateLimiter, sleep_for
-from intentstream.agents.commands.progress import Progress, human_bytes
-from intentstream.agents.kafka import admin_client, make_producer
+from intentstream.agents.commands.retention import retention_warning, topic_retention_ms
+from intentstream.agents.kafka import make_producer
 from intentstream.agents.topic_names import resolve_topic
 from intentstream.stream import codec
 from intentstream.stream.cli import positive_float, positive_int
-from intentstream.stream.contract.dead_letter import dead_letter_record, iter_lines
-from intentstream.stream.contract.events import Event, format_ts, parse_event
+from intentstream.stream.cli.offline_files import add_order_args, measured_lines, read_lines
+from intentstream.stream.cli.progress import Progress, human_bytes
+from intentstream.stream.contract.dead_letter import dead_letter_record
+from intentstream.stream.contract.events import Event, Rejection
+from intentstream.stream.engine.disorder import DisorderError, DisorderMeter
 from intentstream.stream.settings import Settings, load_settings
 
 
@@ -56,10 +65,12 @@ class ReplayStats:
     misplaced: int | None = None
     oldest_ts_ms: int | None = None
     interrupted: bool = False
+    #: why reading stopped early: the input is too far out of event-time order
+    disorder: DisorderError | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and self.failures == 0 and not self.misplaced
+        return not self.interrupted and self.failures == 0 and not self.misplaced and self.disorder is None
 
     def summary(self) -> str:
         rate = self.lines / max(self.elapsed_s, 1e-9)
@@ -68,7 +79,9 @@ class ReplayStats:
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.invalid.items()))
         parts = "  ".join(f"{p}: {n:,}" for p, n in sorted(self.by_partition.items())) or "-"
         lines = [
-            f"replay {self.path} -> {self.topic}" + ("  (INTERRUPTED)" if self.interrupted else ""),
+            f"replay {self.path} -> {self.topic}"
+            + ("  (INTERRUPTED)" if self.interrupted else "")
+            + ("  (STOPPED: input out of event-time order)" if self.disorder else ""),
             f"  lines      {self.lines:,}",
             f"  sent       {self.sent:,} events, {self.acked:,} acknowledged",
             f"  invalid    {n_invalid:,} {where}" + (f"  ({reasons})" if reasons else ""),
@@ -98,6 +111,8 @@ class ReplayOptions:
     max_in_flight: int = MAX_IN_FLIGHT_RECORDS
     linger_ms: int = 20
     batch_size: int = 256 * 1024
+    sort: bool = False
+    allow_disorder: bool = False
 
 
 class ReplayError(RuntimeError):
@@ -147,46 +162,6 @@ def _partition_count(settings: Settings, producer: Any, topic: str, check: bool)
     return partitions
 
 
-def topic_retention_ms(settings: Settings, topic: str) -> int | None:
-    """The topic's effective ``retention.ms`` (None if unknown, -1 for unlimited)."""
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    admin = admin_client(settings)
-    try:
-        found = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=["retention.ms"])], config_filter="all"
-        )
-        entry = found.get("topic", {}).get(topic, {}).get("retention.ms") or {}
-        return int(entry["value"]) if entry.get("value") is not None else None
-    except Exception:  # advisory only: never fail a replay over it
-        return None
-    finally:
-        admin.close()
-
-
-def retention_warning(stats: ReplayStats, retention_ms: int | None, now_ms: int) -> str | None:
-    """A warning when replayed event times are older than the topic keeps records.
-
-    The broker applies time retention to the record timestamps, i.e. the event times:
-    records older than ``retention.ms`` disappear at its next retention check.
-
-    >>> s = ReplayStats("f", "t", None, oldest_ts_ms=0)
-    >>> retention_warning(s, 86_400_000, 2 * 86_400_000)[:40]
-    'warning: the oldest event time (1970-01-'
-    >>> retention_warning(s, -1, 2 * 86_400_000) is None
-    True
-    """
-    if stats.oldest_ts_ms is None or retention_ms is None or retention_ms < 0:
-        return None
-    if stats.oldest_ts_ms >= now_ms - retention_ms:
-        return None
-    return (
-        f"warning: the oldest event time ({format_ts(stats.oldest_ts_ms)}) is older than topic "
-        f"{stats.topic}'s retention.ms={retention_ms}; the broker deletes such records at its next "
-        f"retention check. Replay historical files into a topic with retention.ms=-1 (or larger)."
-    )
-
-
 def offline_partitioner() -> Callable[[bytes, int], int]:
     """``intentstream.stream.engine.partitioning.partition_for``: where the offline replay puts a key."""
     try:
@@ -210,19 +185,22 @@ class Replayer:
         self.in_flight = InFlight(self.topic, max_records=opts.max_in_flight)
         self.wait = _pacer(opts)
         self._partition_for = offline_partitioner() if opts.partitions_check else None
+        self.disorder = DisorderMeter.from_settings(settings, partitions, stop=not opts.allow_disorder)
 
-    def run(self, fh: BinaryIO, source: str) -> ReplayStats:
+    def run(self, lines: Iterable[tuple[int, bytes]], source: str) -> ReplayStats:
         from kafka.errors import KafkaError
 
         stats = self.stats = ReplayStats(source, self.topic, self.dlq_topic)
         started = time.monotonic()
         try:
-            for lineno, raw in iter_lines(fh):
+            for lineno, raw, ev in measured_lines(lines, self.disorder):
                 if self.in_flight.failures:
                     break  # a delivery failed for good (after the producer's retries): stop reading
-                self._one(stats, source, lineno, raw)
+                self._one(stats, source, lineno, raw, ev)
         except KeyboardInterrupt:
             stats.interrupted = True
+        except DisorderError as exc:
+            stats.disorder = exc
         except KafkaError as exc:  # send() itself failed, e.g. no metadata within max_block_ms
             self.in_flight.failures += 1
             self.in_flight.first_error = exc
@@ -235,10 +213,9 @@ class Replayer:
         if self.progress is not None:
             self.progress.update(self.stats.lines, self.stats.bytes)
 
-    def _one(self, stats: ReplayStats, source: str, lineno: int, raw: bytes) -> None:
+    def _one(self, stats: ReplayStats, source: str, lineno: int, raw: bytes, ev: Event | Rejection) -> None:
         stats.lines += 1
         stats.bytes += len(raw)
-        ev = parse_event(raw)
         event = ev if isinstance(ev, Event) else None
         pause = self.wait(event)
         if pause > 0.001:
@@ -309,7 +286,7 @@ def replay_to_kafka(
     dlq = settings.topics.dead_letter if opts.dead_letter else None
     if dlq == topic:
         raise ReplayError(f"the dead-letter topic and the target are both {topic}")
-    with fh:
+    with fh, read_lines(fh, opts.sort) as lines:
         _prepare_topics(settings, topic, dlq)
         producer = make_producer(settings, linger_ms=opts.linger_ms, batch_size=opts.batch_size)
         try:
@@ -317,7 +294,7 @@ def replay_to_kafka(
             if opts.partitions_check:
                 offline_partitioner()  # fail before sending anything
             shown = Progress(progress_stream or sys.stderr) if progress else None
-            return Replayer(settings, opts, producer, partitions, shown).run(fh, path)
+            return Replayer(settings, opts, producer, partitions, shown).run(lines, path)
         finally:
             producer.close(timeout=10)
 
@@ -335,6 +312,8 @@ def run(args: argparse.Namespace) -> int:
         dead_letter=not args.no_dead_letter,
         partitions_check=args.partitions_check,
         max_in_flight=args.max_in_flight,
+        sort=args.sort,
+        allow_disorder=args.allow_disorder,
     )
     try:
         stats = with_kafka_errors("replay", settings, lambda: replay_to_kafka(settings, args.file, opts))
@@ -343,8 +322,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if isinstance(stats, int):
         return stats
+    if stats.disorder is not None:  # intentstream.stream.cli.main prints it, exit status 2
+        if stats.sent:
+            print(stats.summary())
+        raise stats.disorder
     print(stats.summary())
-    warning = retention_warning(stats, topic_retention_ms(settings, stats.topic), int(time.time() * 1000))
+    warning = retention_warning(stats.topic, stats.oldest_ts_ms, topic_retention_ms(settings, stats.topic), int(time.time() * 1000))
     if warning:
         print(warning, file=sys.stderr)
     if stats.interrupted:
@@ -394,6 +377,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--to-kafka", action="store_true", help="produce the lines to Kafka")
     mode.add_argument("--offline", action="store_true", help="run the engine on the file, no servers")
+    add_order_args(p)
     k = p.add_argument_group("--to-kafka")
     k.add_argument("--topic", help="target topic or short name (default: [topics] clickstream)")
     pace = k.add_mutually_exclusive_group()

@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from intentstream.agents.commands.kafka_errors import with_kafka_errors
-from intentstream.agents.commands.terminal import isatty
 from intentstream.agents.commands.topic_reading import TopicNotFound, assign_partitions, reached, seek_last
 from intentstream.agents.kafka import make_consumer
 from intentstream.stream import codec
 from intentstream.stream.cli import positive_float
+from intentstream.stream.cli.terminal import isatty
 from intentstream.stream.contract.events import format_ts
-from intentstream.stream.settings import Settings, load_settings
+from intentstream.stream.settings import Settings, default_settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,9 @@ def parse_snapshot(value: bytes | None, key: bytes | None, record_ts_ms: int | N
 class MetricsBoard:
     """The latest two snapshots of each worker; renders the ``stats`` table."""
 
-    def __init__(self, topic: str = "ops.metrics") -> None:
-        self.topic = topic
+    def __init__(self, topic: str | None = None) -> None:
+        """``topic``: the metrics topic shown in the table (default: ``[topics] metrics``)."""
+        self.topic = default_settings().topics.metrics if topic is None else topic
         self.workers: dict[str, list[Snapshot]] = {}
         self.records = 0
         self.skipped = 0

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from intentstream.agents.commands.kafka_errors import with_kafka_errors
-from intentstream.agents.commands.terminal import use_colour
 from intentstream.agents.commands.topic_reading import TopicNotFound, assign_partitions, reached, seek_last
 from intentstream.agents.kafka import make_consumer
 from intentstream.agents.topic_names import SHORT_NAMES, resolve_topic
 from intentstream.stream import codec
 from intentstream.stream.cli import non_negative_int, positive_int
+from intentstream.stream.cli.terminal import use_colour
 from intentstream.stream.contract.events import format_ts
 from intentstream.stream.settings import Settings, load_settings
 

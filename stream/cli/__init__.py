@@ -9,6 +9,8 @@ import gc
 import importlib
 import sys
 
+from intentstream.stream.engine.disorder import DisorderError
+
 # Modules that contribute subcommands, in the order they are listed in --help.
 COMMAND_MODULES = (
     "intentstream.stream.cli.generate",
@@ -22,6 +24,7 @@ COMMAND_MODULES = (
     "intentstream.agents.commands.replay",
     "intentstream.agents.commands.tail",
     "intentstream.agents.commands.stats",
+    "intentstream.agents.commands.resume",
 )
 
 
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `intentstream ... | head` is not an error
         sys.stderr.close()
         return 0
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:  # a path given on the command line
+    # a path given on the command line; input far out of event-time order (what is wrong, how to fix it)
+    except (FileNotFoundError, IsADirectoryError, PermissionError, DisorderError) as exc:
         print(f"intentstream {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from intentstream.stream import codec
+from intentstream.stream.decisions.contract import split_audit
 from intentstream.stream.synth.clickstream import generate_lines, generate_truth
 from intentstream.stream.synth.config import GenerationStats, GeneratorConfig
 from intentstream.stream.engine.offline import OfflineRunner
@@ -105,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     stages = Counter(s["behaviour_stage"] for s in segs)
     say(f"3. {len(segs):,} intent segments: " + ", ".join(f"{k} {v}" for k, v in stages.most_common()))
 
-    ds = [codec.loads(v) for v in decisions]
-    say(f"4. {len(ds):,} decisions (every one in {out / 'decisions.jsonl'}):")
+    ds, later, corrections = split_audit(codec.loads(v) for v in decisions)
+    say(f"4. {len(ds):,} decisions (every one in {out / 'decisions.jsonl'}, with what became of the deferred ones):")
     table: Counter[tuple[str, str]] = Counter((d["trigger"], d["status"]) for d in ds)
     statuses = ("sent", "deferred", "suppressed", "holdout")
     say(f"   {'trigger':<25}" + "".join(f"{s:>11}" for s in statuses))
@@ -114,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
         say(f"   {trigger:<25}" + "".join(f"{table[(trigger, s)]:>11}" for s in statuses))
     reasons = Counter(d["reason"] for d in ds if d["reason"])
     say("   reasons: " + ", ".join(f"{k} {v}" for k, v in reasons.most_common()))
+    outcome = Counter(r["status"] if r["status"] == "sent" else f"{r['status']} ({r['reason']})" for r in later)
+    held = sum(1 for d in ds if d["status"] == "deferred") - len(later)
+    say(f"   deferred: {outcome.pop('sent', 0)} released at their send time, "
+        + "".join(f"{n} {k}, " for k, n in sorted(outcome.items())) + f"{held} still held at the end; "
+        f"corrections: {len(corrections)}")  # fmt: skip
     channels = Counter(d["channel"] for d in ds if d["status"] in ("sent", "deferred"))
     say("   deliveries by channel: " + ", ".join(f"{k} {v}" for k, v in channels.most_common()))
 

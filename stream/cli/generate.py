@@ -11,7 +11,7 @@ from typing import BinaryIO, Iterator
 from intentstream.stream import codec
 from intentstream.stream.cli import positive_int, share
 from intentstream.stream.synth.clickstream import generate_lines
-from intentstream.stream.synth.config import GenerationStats, GeneratorConfig
+from intentstream.stream.synth.config import ORDERS, GenerationStats, GeneratorConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--late-share", type=share, default=GeneratorConfig.late_share, help="share of events delivered late (default %(default)s)")
     p.add_argument("--duplicate-share", type=share, default=GeneratorConfig.duplicate_share, help="share of events delivered twice (default %(default)s)")
     p.add_argument("--invalid-share", type=share, default=GeneratorConfig.invalid_share, help="invalid lines per event (default %(default)s)")
+    p.add_argument("--retry-share", type=share, default=GeneratorConfig.retry_share, help="share of events uploaded again 1 min to 24 h later with a new event id, same ts and content (default %(default)s)")
+    p.add_argument("--flush-share", type=share, default=GeneratorConfig.flush_share, help="share of sessions whose phone events arrive hours later in one burst, as from a phone back online (default %(default)s)")
+    p.add_argument("--flush-hours", type=hour_range, default=GeneratorConfig.flush_hours, metavar="LO-HI", help="how much later a flushed burst arrives, in hours (default 1-48)")
+    p.add_argument("--cross-device-share", type=share, default=GeneratorConfig.cross_device_share, help="share of sessions that continue on a second device with its own clock skew (default %(default)s)")
+    p.add_argument("--order", choices=ORDERS, default=GeneratorConfig.order, help="time: delivery order; user: a dump grouped by user id (default %(default)s)")
     p.add_argument("--truth", metavar="FILE", help="write the ground truth here (JSONL, one user a line)")
     p.set_defaults(func=run)
+
+
+def hour_range(text: str) -> tuple[float, float]:
+    """argparse type: ``LO-HI`` hours (or one number for both), 0 < LO <= HI."""
+    lo, _, hi = text.partition("-")
+    try:
+        low, high = float(lo), float(hi or lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be hours LO-HI, e.g. 1-48: {text}") from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"must be 0 < LO <= HI: {text}")
+    return low, high
 
 
 def _write(fh: BinaryIO, lines: Iterator[bytes]) -> None:
@@ -53,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
             late_share=args.late_share,
             duplicate_share=args.duplicate_share,
             invalid_share=args.invalid_share,
+            retry_share=args.retry_share,
+            flush_share=args.flush_share,
+            flush_hours=args.flush_hours,
+            cross_device_share=args.cross_device_share,
+            order=args.order,
         )
     except ValueError as exc:
         print(f"intentstream generate: {exc}", file=sys.stderr)

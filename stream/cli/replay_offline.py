@@ -7,7 +7,8 @@ and settings. Every decision — sent, deferred, suppressed, holdout — is writ
 output contract, one JSON object per line, in the order the engines made them.
 Malformed lines are counted on stderr (and written to ``--dead-letter FILE``), never
 fatal; the exit status is 0 when the file was read through. Same input and config,
-byte-identical output.
+byte-identical output. Input far out of event-time order stops it (status 2) unless
+``--sort`` or ``--allow-disorder`` (:mod:`intentstream.stream.cli.offline_files`).
 """
 
 from __future__ import annotations
@@ -18,20 +19,26 @@ import time
 from collections import Counter
 
 from intentstream.stream import codec
-from intentstream.stream.cli.offline_files import drive, summary
-from intentstream.stream.engine.offline import OfflineRunner
+from intentstream.stream.cli.offline_files import drive, offline_runner, summary
 from intentstream.stream.settings import load_settings
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    runner = OfflineRunner(settings, args.partitions)
+    runner = offline_runner(args, settings, args.partitions)
     by_outcome: Counter[tuple[str, str, str]] = Counter()
     started = time.perf_counter()
     try:
+        seen: set[str] = set()
         for payload in drive(args, runner, settings.topics.audit):
             d = codec.loads(payload)
-            by_outcome[(d["trigger"], d["status"], d["reason"] or "-")] += 1
+            if "correction" in d:  # see README, "The decision contract": corrections
+                by_outcome[(d["trigger"], "correction", d["correction"]["reason"])] += 1
+            elif d["action_id"] in seen:  # a deferred decision released or cancelled
+                by_outcome[(d["trigger"], "released" if d["status"] == "sent" else d["status"], d["reason"] or "-")] += 1
+            else:
+                seen.add(d["action_id"])
+                by_outcome[(d["trigger"], d["status"], d["reason"] or "-")] += 1
     except FileNotFoundError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """``intentstream report``: the persona report, one section per cluster, zh or en, md or html.
 
 From the live model (the personas agent's checkpoint in Redis) by default, or offline
-from ``--input`` (a clickstream) or ``--segments`` (closed segments); see
+from ``--input`` (a clickstream, read like ``segments`` reads it: ``--sort``,
+``--allow-disorder``) or ``--segments`` (closed segments); see
 :mod:`intentstream.stream.report`. The same model gives byte-identical output.
 """
 
@@ -11,6 +12,7 @@ import argparse
 import sys
 import time
 
+from intentstream.stream.cli.offline_files import add_order_args, offline_runner, open_input
 from intentstream.stream.report.html import render_html
 from intentstream.stream.report.markdown import render_markdown
 from intentstream.stream.report.model import build_report
@@ -37,21 +39,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fold clusters with fewer users into 'other / small clusters' "
         "(default: max([personas] report_min_users, report_min_user_share x users))",
     )  # fmt: skip
+    add_order_args(p.add_argument_group("with --input"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from intentstream.stream.cli.validate import iter_lines
-
+    if (args.sort or args.allow_disorder) and not args.input:
+        print("intentstream report: --sort and --allow-disorder only apply with --input", file=sys.stderr)
+        return 2
     settings = load_settings(args.config)
     started = time.perf_counter()
     try:
-        if args.input or args.segments:
-            path = args.input or args.segments
-            with sys.stdin.buffer if path == "-" else open(path, "rb") as fh:
-                lines = iter_lines(fh)
-                segs = segments_from_clickstream(lines, settings) if args.input else read_segments(lines)
-                model = learn(segs, settings.personas)
+        if args.input:
+            with open_input(args.input, args.sort) as lines:
+                model = learn(segments_from_clickstream(lines, settings, offline_runner(args, settings)), settings.personas)
+        elif args.segments:
+            with open_input(args.segments, sort=False) as lines:
+                model = learn(read_segments(lines), settings.personas)
         else:
             model = live_model(settings)
     except (OSError, ValueError, LookupError) as exc:

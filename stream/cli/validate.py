@@ -1,4 +1,9 @@
-"""``intentstream validate FILE``: check a JSONL clickstream against the event contract."""
+"""``intentstream validate FILE``: check a JSONL clickstream against the event contract.
+
+Also reports the input's event-time disorder with its sample size — the share of events
+the engine would count as late on ``[topics] partitions`` partitions
+(:mod:`intentstream.stream.engine.disorder`) — and whether the commands that run the
+engine would stop on it; validate itself never does."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from collections import Counter
 from intentstream.stream import codec
 from intentstream.stream.contract.dead_letter import dead_letter_record, iter_lines
 from intentstream.stream.contract.events import Event, parse_event
+from intentstream.stream.engine.disorder import DisorderMeter
+from intentstream.stream.settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    meter = DisorderMeter.from_settings(settings, settings.topics.partitions, stop=False)
     fh = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
     dlq = open(args.dead_letter, "wb") if args.dead_letter else None
     reasons: Counter[str] = Counter()
@@ -30,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
             result = parse_event(raw)
             if isinstance(result, Event):
                 valid += 1
+                meter.observe_user(result.user_id, result.ts_ms)
                 continue
             reasons[result.reason] += 1
             if dlq:
@@ -41,4 +51,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{total} lines, {valid} valid, {total - valid} rejected in {elapsed:.2f}s ({total / max(elapsed, 1e-9):,.0f} lines/s)")
     for reason, n in sorted(reasons.items()):
         print(f"  {reason:<20} {n}")
+    print(meter.summary())
     return 0

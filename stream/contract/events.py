@@ -64,6 +64,8 @@ REASONS: Final = {
     "bad_channel": "channel is not one of app, web, mini_program",
     "bad_tz": "tz is not a known IANA time zone",
     "bad_message_channel": "props.channel is not one of push, sms, email, in_app",
+    # not decided by parse_event: the partition engine, against the partition's progress
+    "ts_in_future": "ts is more than [events] max_future_s ahead of its partition's progress (a clock far ahead)",
 }
 
 _REQUIRED = ("event_id", "user_id", "ts", "type")

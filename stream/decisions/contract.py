@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ from intentstream.stream.contract.events import format_ts, parse_ts
 
 #: Every status a decision can have.
 STATUSES: Final = {
-    "sent": "delivered now on ``channel``",
-    "deferred": "delivered on ``channel`` at ``send_at`` (quiet hours)",
+    "sent": "deliver now on ``channel`` (also when a deferred message is released at its ``send_at``)",
+    "deferred": "held by the engine until ``send_at`` (quiet hours), then released as ``sent`` or ``cancelled``",
+    "cancelled": "a deferred message withdrawn before its send time; ``reason`` says why",
     "suppressed": "not delivered; ``reason`` says why",
     "holdout": "the user is in the holdout group: recorded, never delivered",
 }
@@ -43,10 +45,20 @@ REASONS: Final = {
     "opt_out": "suppressed: the user opted out of every channel of the strategy",
     "fatigue_cap": "suppressed: every remaining channel is at its cap for the rolling window",
     "holdout": "holdout: the user is in the experiment's holdout group",
+    "stale": "suppressed: a late event revealed a moment already long past (``[triggers] late_timer_grace_s``)",
+    "goal_reached": "cancelled: the trigger's goal happened before the send time (``[triggers.goals]``)",
 }
 
 #: Statuses that mean a message leaves (now or later).
 DELIVERY_STATUSES: Final = frozenset({"sent", "deferred"})
+
+#: What a correction record says (``actions.audit`` only).
+CORRECTION_REASONS: Final = {
+    "goal_before_decision": "the trigger's goal was reported late with an event time before the "
+    "decision: the sent message was not needed; exclude it from measurement",
+    "goal_before_send": "the goal was reported late with an event time between the decision and "
+    "the send time of a held message that was already released: it should have been cancelled",
+}
 
 #: Length of an action_id in hex digits (80 bits of SHA-1).
 ACTION_ID_HEX: Final = 20
@@ -142,6 +154,14 @@ class Decision:
         """True when a message leaves (sent now or deferred)."""
         return self.status in DELIVERY_STATUSES
 
+    def released(self) -> Decision:
+        """This deferred decision released at its send time: ``sent``."""
+        return dataclasses.replace(self, status="sent", reason=None)
+
+    def cancelled(self, reason: str) -> Decision:
+        """This deferred decision withdrawn before its send time."""
+        return dataclasses.replace(self, status="cancelled", reason=reason)
+
     @property
     def delivery_at(self) -> int:
         """When the message leaves (or would have): ``send_at`` or ``decided_at``."""
@@ -188,3 +208,63 @@ class Decision:
             strategy=obj["strategy"],
             evidence=tuple(obj["evidence"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """On ``actions.audit``, after a sent message: its premise turned out false.
+
+    The trigger's goal (``[triggers.goals]``) was reported late with an event time
+    before the decision — e.g. the payment of an "abandoned" cart, flushed from a phone
+    an hour later — so the message was not needed. Measurement excludes the action.
+    ``goal_at`` is the goal event's time, ``goal_event_id`` its id.
+
+    >>> c = Correction("a1", "u1", "cart_abandoned", "push", 1767607200000, "goal_before_decision", "e9", 1767606000000)
+    >>> sorted(c.to_dict()), c.to_dict()["correction"]["goal_at"]
+    (['action_id', 'channel', 'correction', 'decided_at', 'trigger', 'user_id'], '2026-01-05T09:40:00.000Z')
+    """
+
+    action_id: str
+    user_id: str
+    trigger: str
+    channel: str | None
+    decided_at: int
+    reason: str
+    goal_event_id: str
+    goal_at: int
+
+    def __post_init__(self) -> None:
+        if self.reason not in CORRECTION_REASONS:
+            raise ValueError(f"unknown correction reason {self.reason!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action_id": self.action_id,
+            "user_id": self.user_id,
+            "trigger": self.trigger,
+            "channel": self.channel,
+            "decided_at": format_ts(self.decided_at),
+            "correction": {"reason": self.reason, "goal_event_id": self.goal_event_id, "goal_at": format_ts(self.goal_at)},
+        }
+
+
+def split_audit(records: Iterable[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """An ``actions.audit`` stream (as dicts) split into the decisions (the first record of
+    each action), the follow-ups of deferred ones (their release as ``sent`` or their
+    cancellation) and the corrections, each in stream order.
+
+    >>> recs = [{"action_id": "a", "status": "deferred"}, {"action_id": "b", "status": "sent"},
+    ...         {"action_id": "a", "status": "sent"}, {"action_id": "b", "correction": {}}]
+    >>> [[r["action_id"] for r in part] for part in split_audit(recs)]
+    [['a', 'b'], ['a'], ['b']]
+    """
+    decided, later, corrections, seen = [], [], [], set()
+    for r in records:
+        if "correction" in r:
+            corrections.append(r)
+        elif r["action_id"] in seen:
+            later.append(r)
+        else:
+            seen.add(r["action_id"])
+            decided.append(r)
+    return decided, later, corrections

@@ -8,7 +8,8 @@ persona changed in between.
 >>> from intentstream.stream.decisions.fatigue import FatigueLedger
 >>> from intentstream.stream.state.memory import MemoryLedgerStore
 >>> from intentstream.stream.decisions.strategies import load_catalogue
->>> decider = Decider(load_catalogue(), FatigueLedger(MemoryLedgerStore(), holdout_share=0.0))
+>>> from intentstream.stream.settings import FatigueSettings
+>>> decider = Decider(load_catalogue(), FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=0.0)))
 >>> hit = TriggerHit("u1", "cart_abandoned", 1767607200000, ("e1", "e2"),   # 10:00 UTC
 ...                  facts={"item_id": "SKU-1042"}, tz="Europe/Berlin")
 >>> first = decider.decide(hit)
@@ -31,6 +32,7 @@ from intentstream.stream.decisions.contract import BehaviourPersona, Decision, a
 from intentstream.stream.contract.events import format_ts
 from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger
 from intentstream.stream.decisions.strategies import Catalogue, catalogue_from_settings
+from intentstream.stream.settings import Settings, default_settings
 from intentstream.stream.state.fatigue import COUPON_GRANTED, LedgerStore, Verdict
 
 
@@ -53,6 +55,9 @@ class TriggerHit:
     persona: BehaviourPersona | None = None
     ignored_streak: int = 0
     experiment: str | None = None
+    #: about a moment long past (a late event revealed it): recorded as suppressed, reason
+    #: ``stale``, without touching the ledger (it counts against no cap or cooldown)
+    stale: bool = False
 
 
     @classmethod
@@ -78,6 +83,7 @@ class TriggerHit:
             persona=persona,
             ignored_streak=fired.ignored_streak,
             experiment=experiment,
+            stale=fired.stale,
         )
 
 
@@ -92,13 +98,14 @@ class Outcome:
 class Decider:
     """Catalogue + fatigue ledger. Pure apart from the ledger's store."""
 
-    def __init__(self, catalogue: Catalogue, ledger: FatigueLedger, regret_streak: int = 5) -> None:
+    def __init__(self, catalogue: Catalogue, ledger: FatigueLedger, regret_streak: int | None = None) -> None:
+        """``regret_streak``: ``[strategies] regret_streak`` (default: :func:`~intentstream.stream.settings.default_settings`)."""
         self.catalogue = catalogue
         self.ledger = ledger
-        self.regret_streak = regret_streak
+        self.regret_streak = default_settings().strategies.regret_streak if regret_streak is None else regret_streak
 
     @classmethod
-    def from_settings(cls, settings, store: LedgerStore) -> Decider:  # settings: intentstream.stream.settings.Settings
+    def from_settings(cls, settings: Settings, store: LedgerStore) -> Decider:
         return cls(
             catalogue_from_settings(settings),
             FatigueLedger.from_settings(settings, store),
@@ -146,15 +153,18 @@ class Decider:
 
     def decide(self, hit: TriggerHit) -> Outcome:
         cand, draft = self.prepare(hit)
+        if hit.stale:
+            return _outcome(Verdict("suppressed", "stale", payload=codec.dumps(draft)))
         return _outcome(self.ledger.check(cand, codec.dumps(draft)))
 
     def decide_many(self, hits: Iterable[TriggerHit]) -> list[Outcome]:
         """Several hits in order; one pipelined round trip per chunk on Redis."""
-        items = []
-        for hit in hits:
-            cand, draft = self.prepare(hit)
-            items.append((cand, codec.dumps(draft)))
-        return [_outcome(v) for v in self.ledger.check_many(items)]
+        drafts = [(hit.stale, *self.prepare(hit)) for hit in hits]
+        checked = iter(self.ledger.check_many([(cand, codec.dumps(draft)) for stale, cand, draft in drafts if not stale]))
+        return [
+            _outcome(Verdict("suppressed", "stale", payload=codec.dumps(draft)) if stale else next(checked))
+            for stale, _, draft in drafts
+        ]
 
 
 def _outcome(v: Verdict) -> Outcome:

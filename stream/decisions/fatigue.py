@@ -36,8 +36,9 @@ atomically per user: ``intentstream.stream.state.memory.fatigue.MemoryLedgerStor
 ``intentstream.stream.state.redis.fatigue.RedisLedgerStore`` (one Lua script) for the live engine.
 Both give identical verdicts (``tests/stream/state/test_fatigue_contract.py``).
 
+>>> from intentstream.stream.settings import FatigueSettings
 >>> from intentstream.stream.state.memory.fatigue import MemoryLedgerStore
->>> ledger = FatigueLedger(MemoryLedgerStore(), holdout_share=0.0)
+>>> ledger = FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=0.0))
 >>> noon = 1767614400000  # 2026-01-05T12:00Z
 >>> def cand(aid, ts):
 ...     return Candidate(aid, "u1", "cart_abandoned", ts, ("push", "email"), tz="UTC")
@@ -58,6 +59,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from intentstream.stream.contract.events import zone
+from intentstream.stream.settings import FatigueSettings, Settings, default_settings
 from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, SECOND_MS, LedgerRequest, LedgerStore, Limits, Verdict
 
 
@@ -76,7 +78,7 @@ def _parse_hhmm(text: str) -> time:
 class QuietHours:
     """Local quiet hours ``[start, end)`` (may wrap midnight) for some channels.
 
-    >>> q = QuietHours()
+    >>> q = QuietHours.from_settings()  # 22:00-08:00 for push and sms
     >>> ny = "America/New_York"
     >>> from intentstream.stream.contract.events import format_ts, parse_ts
     >>> format_ts(q.next_allowed(parse_ts("2026-03-07T23:30:00-05:00"), ny))  # spring forward
@@ -85,12 +87,14 @@ class QuietHours:
     '2026-03-08T04:30:00.000Z'
     """
 
-    start: time = time(22, 0)
-    end: time = time(8, 0)
-    channels: frozenset[str] = frozenset({"push", "sms"})
+    start: time
+    end: time
+    channels: frozenset[str]
 
     @classmethod
-    def from_settings(cls, fs) -> QuietHours:
+    def from_settings(cls, fs: FatigueSettings | None = None) -> QuietHours:
+        """From ``[fatigue] quiet_*`` (default: :func:`~intentstream.stream.settings.default_settings`)."""
+        fs = fs or default_settings().fatigue
         return cls(_parse_hhmm(fs.quiet_start), _parse_hhmm(fs.quiet_end), frozenset(fs.quiet_channels))
 
     def is_quiet(self, local: time) -> bool:
@@ -171,8 +175,9 @@ class FatigueLedger:
     Python — Lua has no time-zone data; the stateful half (idempotency, cooldown, caps,
     fallback, coupon) runs in the store, atomically per user.
 
+    >>> from intentstream.stream.settings import FatigueSettings
     >>> from intentstream.stream.state.memory.fatigue import MemoryLedgerStore
-    >>> ledger = FatigueLedger(MemoryLedgerStore(), holdout_share=0.0)
+    >>> ledger = FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=0.0))
     >>> c = Candidate("a1", "u1", "kyc_stalled", 1767650400000, ("push", "email"),  # 22:00 UTC
     ...               tz="Asia/Shanghai", opt_outs=frozenset({"email"}))
     >>> ledger.request(c).options  # 06:00 in Shanghai: push waits until 08:00 local
@@ -182,36 +187,22 @@ class FatigueLedger:
     ('deferred', 'quiet_hours', 'push', 1767657600000)
     """
 
-    def __init__(
-        self,
-        store: LedgerStore,
-        limits: Limits | None = None,
-        quiet: QuietHours | None = None,
-        *,
-        holdout_share: float = 0.05,
-        experiment: str = "fatigue-holdout-v1",
-        default_tz: str = "UTC",
-    ) -> None:
-        if not 0.0 <= holdout_share <= 1.0:
-            raise ValueError(f"holdout_share must be within [0, 1], not {holdout_share}")
+    def __init__(self, store: LedgerStore, config: FatigueSettings | None = None, *, default_tz: str | None = None) -> None:
+        """``config``: the ``[fatigue]`` settings; ``default_tz``: ``[events] default_tz``
+        (both default: :func:`~intentstream.stream.settings.default_settings`)."""
+        fs = config or default_settings().fatigue
+        if not 0.0 <= fs.holdout_share <= 1.0:
+            raise ValueError(f"holdout_share must be within [0, 1], not {fs.holdout_share}")
         self.store = store
-        self.limits = limits or Limits()
-        self.quiet = quiet or QuietHours()
-        self.holdout_share = holdout_share
-        self.experiment = experiment
-        self.default_tz = default_tz
+        self.limits = Limits.from_settings(fs)
+        self.quiet = QuietHours.from_settings(fs)
+        self.holdout_share = fs.holdout_share
+        self.experiment = fs.holdout_experiment
+        self.default_tz = default_settings().events.default_tz if default_tz is None else default_tz
 
     @classmethod
-    def from_settings(cls, settings, store: LedgerStore) -> FatigueLedger:  # settings: intentstream.stream.settings.Settings
-        fs = settings.fatigue
-        return cls(
-            store,
-            Limits.from_settings(fs),
-            QuietHours.from_settings(fs),
-            holdout_share=fs.holdout_share,
-            experiment=fs.holdout_experiment,
-            default_tz=settings.events.default_tz,
-        )
+    def from_settings(cls, settings: Settings, store: LedgerStore) -> FatigueLedger:
+        return cls(store, settings.fatigue, default_tz=settings.events.default_tz)
 
     def request(self, c: Candidate, payload: bytes = b"") -> LedgerRequest:
         """The pure half of the policy: what the store is asked to check."""

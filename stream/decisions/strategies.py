@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from intentstream.stream.contract.events import MESSAGE_CHANNELS, format_ts
+from intentstream.stream.settings import CONFIG_DIR, default_settings
 
 #: Placeholders filled from the strategy's coupon; allowed in ``coupon_line`` only.
 COUPON_PLACEHOLDERS: Final = frozenset({"coupon_value", "coupon_min_spend", "coupon_expiry_hours"})
@@ -48,8 +49,6 @@ class CatalogueError(ValueError):
 
 def default_path() -> Path:
     """``config/strategies.toml`` beside ``config/default.toml``."""
-    from intentstream.stream.settings import CONFIG_DIR
-
     return CONFIG_DIR / "strategies.toml"
 
 
@@ -157,15 +156,18 @@ class Catalogue:
         trigger: str,
         persona: Mapping[str, str] | None = None,
         ignored_streak: int = 0,
-        regret_streak: int = 5,
+        regret_streak: int | None = None,
     ) -> Choice:
         """The strategy for a trigger hit.
 
         ``persona`` holds persona attributes (``behaviour_stage``, ``main_activity``...); the first
         persona override whose ``when`` they match replaces the trigger's default and/or
         alternate. After ``regret_streak`` consecutive ignored messages (``ignored_streak``)
-        the alternate is used.
+        the alternate is used (None: ``[strategies] regret_streak`` of
+        :func:`~intentstream.stream.settings.default_settings`).
         """
+        if regret_streak is None:
+            regret_streak = default_settings().strategies.regret_streak
         route = self.triggers.get(trigger)
         if route is None:
             raise KeyError(f"trigger {trigger!r} is not in the strategy catalogue")

@@ -20,6 +20,11 @@ for analysts who want every event in a segment; live has no equivalent.
 
 Malformed lines are never fatal: they are counted by reason and, when ``dead_letter``
 is set, written there as dead-letter records.
+
+When ``disorder`` is set (the offline commands set it; see
+:mod:`intentstream.stream.engine.disorder`), every valid event is measured on its
+partition as it is read, and a :class:`~intentstream.stream.engine.disorder.DisorderError`
+stops the run once the input is too far out of event-time order.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from intentstream.stream import codec
+from intentstream.stream.engine.disorder import DisorderMeter
 from intentstream.stream.engine.partition import PartitionEngine, StepResult
 from intentstream.stream.contract.events import Event, parse_event
 from intentstream.stream.engine.partitioning import partition_for
 from intentstream.stream.engine.watermark import idle_adoptions
-from intentstream.stream.settings import Settings, load_settings
+from intentstream.stream.settings import Settings, default_settings
 from intentstream.stream.state.memory import MemorySessionStore
 from intentstream.stream.contract.dead_letter import dead_letter_record
 
@@ -51,7 +57,7 @@ class OfflineRunner:
     """
 
     def __init__(self, settings: Settings | None = None, partitions: int | None = None, batch_size: int | None = None) -> None:
-        self.settings = settings or load_settings(env={})
+        self.settings = settings or default_settings()
         self.partitions = partitions or self.settings.topics.partitions
         self.batch_size = batch_size or self.settings.sessions.batch_size
         self.store = MemorySessionStore()
@@ -59,6 +65,7 @@ class OfflineRunner:
         self.counters: Counter[str] = Counter()
         self.invalid: Counter[str] = Counter()
         self.dead_letter: BinaryIO | None = None  # where rejected lines go, if anywhere
+        self.disorder: DisorderMeter | None = None  # measures (and stops) unordered input, if set
         self.source = "-"
 
     def run(self, lines: Iterable[tuple[int, bytes]], close_open: bool = False) -> Iterator[tuple[str, bytes]]:
@@ -67,6 +74,7 @@ class OfflineRunner:
         pending: list[list[tuple[int, bytes, Event]]] = [[] for _ in range(n)]
         offsets = [0] * n
         where: dict[str, int] = {}  # user -> partition (murmur2 in Python is slow)
+        meter = self.disorder
         for lineno, raw in lines:
             ev = parse_event(raw)
             if type(ev) is not Event:
@@ -77,6 +85,8 @@ class OfflineRunner:
             p = where.get(ev.user_id)
             if p is None:
                 p = where[ev.user_id] = partition_for(ev.user_id.encode(), n)
+            if meter is not None:
+                meter.observe(p, ev.ts_ms, ev.user_id)
             batch = pending[p]
             batch.append((offsets[p], raw, ev))
             offsets[p] += 1
@@ -95,8 +105,12 @@ class OfflineRunner:
 
     def _publish(self, p: int, res: StepResult) -> Iterator[tuple[str, bytes]]:
         self.counters.update(res.counters)
+        self.invalid.update(res.invalid)  # what the engine itself rejects (ts_in_future)
         engine = self.engines[p]
         entries = engine.pending_outbox()
+        dlq = self.settings.topics.dead_letter
         for e in entries:
+            if e.topic == dlq and self.dead_letter is not None:
+                self.dead_letter.write(e.value + b"\n")
             yield e.topic, e.value
         engine.ack([e.id for e in entries])

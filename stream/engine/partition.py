@@ -10,13 +10,17 @@ in-memory store; tests drive it directly. No network I/O here except through the
 One step (:meth:`PartitionEngine.process`)
 ---------------------------------------
 1. Skip offsets ``<= meta.hi`` (already applied: Kafka redelivered them); parse the rest
-   with :func:`intentstream.stream.contract.events.parse_event` (rejections become dead-letter outbox entries).
+   with :func:`intentstream.stream.contract.events.parse_event` (rejections become
+   dead-letter outbox entries); dead-letter events far ahead of the partition's progress
+   (``ts_in_future``); track the partition's watermark event by event: its progress
+   (:class:`~intentstream.stream.engine.progress.Leaders`, the quorum-th most advanced
+   user's newest event time) - allowed lateness.
 2. Load the batch's users and the users the due index says will be due by the batch's
    final watermark — from the engine's cache of decoded states, else from the store
    (2 store round trips: due index, then the missing user states).
-3. For each event in offset order: raise the partition watermark (``max event time -
-   allowed_lateness``); skip the event if ``offset <= user's hi`` (counted as
-   ``redelivered``); else dedup it, buffer it or handle it as late
+3. For each event in offset order, with the watermark as of its arrival: skip it if
+   ``offset <= user's hi`` (counted as ``redelivered``); else dedup it, buffer it or
+   handle it as late, and let the trigger rules see it
    (:meth:`UserTimeline.accept <intentstream.stream.engine.timeline.UserTimeline.accept>`).
 4. Release and expire, by (due, user): every user with events and every user the final
    watermark made due is advanced to its horizon — so an idle user's session is closed
@@ -57,8 +61,8 @@ without events.
 >>> r = eng.process([line(0, "alice", 0, "page_view"), line(1, "alice", 1, "click"), line(2, "bob", 30, "login"), (3, b"oops")])
 >>> r.counters["events"], r.invalid, r.segments
 (3, {'not_json': 1}, [])
->>> r = eng.process([line(4, "bob", 40, "page_view")])  # bob's event moves the watermark past alice's gap
->>> [(s.user_id, s.interactions, s.closed_by) for s in r.segments]
+>>> r = eng.process([line(4, "bob", 40, "page_view"), line(5, "carol", 41, "page_view")])
+>>> [(s.user_id, s.interactions, s.closed_by) for s in r.segments]  # two users past alice's gap
 [('alice', 2, 'inactivity')]
 >>> eng.process([line(4, "bob", 40, "page_view")]).counters["redelivered"]
 1
@@ -74,17 +78,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intentstream.stream import codec
-from intentstream.stream.contract.events import Event, Rejection, parse_event
-from intentstream.stream.engine.timeline import DUPLICATE, UserTimeline
+from intentstream.stream.contract.dead_letter import dead_letter_record
+from intentstream.stream.contract.events import Event, Rejection, format_ts, parse_event
+from intentstream.stream.decisions.contract import Correction, Decision
+from intentstream.stream.decisions.decider import Decider
+from intentstream.stream.engine.progress import Leaders
+from intentstream.stream.engine.timeline import DECIDED, DUPLICATE, UserTimeline
 from intentstream.stream.engine.user_state import UserState
 from intentstream.stream.sessions.segments import IntentSegment
 from intentstream.stream.sessions.sessionizer import SessionConfig
-from intentstream.stream.decisions.decider import Decider, TriggerHit
-from intentstream.stream.decisions.contract import Decision
-from intentstream.stream.settings import Settings, load_settings
+from intentstream.stream.settings import Settings, default_settings
 from intentstream.stream.state import CommitBatch, OutboxEntry, PartitionMeta, SessionStore
 from intentstream.stream.triggers.rules import EXTRA_TYPES, TriggerRules, trigger_extra
-from intentstream.stream.contract.dead_letter import dead_letter_record
 
 _END = 1 << 62  # "end of time" for flushes
 _EXTRA_TYPES = EXTRA_TYPES
@@ -129,7 +134,7 @@ class PartitionEngine:
         cache_users: int | None = None,
         decider: Decider | None = None,
     ) -> None:
-        settings = settings or load_settings(env={})
+        settings = settings or default_settings()
         self.store = store
         # the fatigue ledger behind the decider is the only state outside ``store``: on
         # Redis it is atomic per user and idempotent by action_id (see intentstream.stream.decisions.fatigue)
@@ -139,7 +144,9 @@ class PartitionEngine:
         self.experiment = settings.fatigue.holdout_experiment
         self.partition = partition
         self.cfg = config or SessionConfig.from_settings(settings)
-        self.rules = TriggerRules(settings.triggers) if settings.triggers.enabled else None
+        self.rules = TriggerRules(settings.triggers, self.cfg.lateness_ms) if settings.triggers.enabled else None
+        self.quorum = settings.events.watermark_quorum
+        self.max_future_ms = settings.events.max_future_s * 1000
         self.segments_topic = settings.topics.segments
         self.dead_letter_topic = settings.topics.dead_letter
         self.source_topic = settings.topics.clickstream
@@ -200,8 +207,10 @@ class PartitionEngine:
         seq = meta.ob
         hi = meta.hi
         lateness = cfg.lateness_ms
-        events: list[tuple[int, Event]] = []
-        max_ts = -1
+        # (offset, event, the partition watermark once it arrived), in offset order
+        events: list[tuple[int, Event, int]] = []
+        leaders = Leaders(self.quorum, meta.lead, meta.ahead)
+        wm = meta.wm
         for off, raw, ev in items:
             if off <= meta.hi:
                 counters["redelivered"] += 1
@@ -210,6 +219,9 @@ class PartitionEngine:
                 hi = off
             if ev is None:
                 ev = parse_event(raw)
+            if type(ev) is Event and leaders.judge(ev.user_id, ev.ts_ms, self.max_future_ms):  # a clock far ahead
+                progress = leaders.progress()
+                ev = Rejection("ts_in_future", f"{format_ts(ev.ts_ms)} is {(ev.ts_ms - progress) / 86_400_000:.1f} days ahead of the partition ({format_ts(progress)})")
             if type(ev) is not Event:
                 res.invalid[ev.reason] = res.invalid.get(ev.reason, 0) + 1
                 res.rejections.append(Rejected(off, ev.reason, ev.detail, bytes(raw)))
@@ -217,17 +229,19 @@ class PartitionEngine:
                 entries.append(OutboxEntry(seq, f"dlq:{p}:{off}", self.dead_letter_topic, None, codec.dumps(record)))
                 seq += 1
                 continue
-            events.append((off, ev))
-            if ev.ts_ms > max_ts:
-                max_ts = ev.ts_ms
+            leaders.add(ev.user_id, ev.ts_ms)
+            w = leaders.progress() - lateness
+            if w > wm:
+                wm = w
+            events.append((off, ev, wm))
         counters["invalid"] = sum(res.invalid.values())
         if not events and advance_to is None and not final and hi == meta.hi:
             res.watermark, res.offset = meta.wm, meta.hi
             return res  # only redeliveries: nothing to write
 
+        final_wm = max(wm, advance_to if advance_to is not None else wm)
         wm = meta.wm
-        final_wm = max(wm, max_ts - lateness, advance_to if advance_to is not None else wm)
-        wanted = {ev.user_id for _, ev in events}
+        wanted = {ev.user_id for _, ev, _ in events}
         due_now = store.due_users(p, _END if final else final_wm)
         wanted.update(due_now)
         cache = self._cache
@@ -252,10 +266,8 @@ class PartitionEngine:
         touched: set[str] = set()
 
         n_late = n_dup = n_redel = 0
-        for off, ev in events:
+        for off, ev, wm in events:
             ts = ev.ts_ms
-            if ts - lateness > wm:
-                wm = ts - lateness
             u = ev.user_id
             st = states[u]
             if off <= st.hi:
@@ -293,30 +305,36 @@ class PartitionEngine:
                     dues[u] = None
 
         segments = timeline.segments
-        decisions = timeline.decisions
         for seg in segments:
             entries.append(OutboxEntry(seq, seg.segment_id, self.segments_topic, seg.user_id.encode(), codec.dumps(seg.to_dict())))
             seq += 1
-        if decisions:
-            res.decisions = decisions
-            for d in decisions:
-                value = codec.dumps(d.to_dict())
-                key = d.user_id.encode()
-                if d.is_delivery:
-                    entries.append(OutboxEntry(seq, f"{d.action_id}:{d.channel}", self.actions_prefix + d.channel, key, value))
+        if timeline.records:
+            res.decisions = timeline.decisions
+            for kind, r in timeline.records:
+                value = codec.dumps(r.to_dict())
+                key = r.user_id.encode()
+                aid = r.action_id
+                if type(r) is Correction:
+                    entries.append(OutboxEntry(seq, f"{aid}:audit:correction", self.audit_topic, key, value))
                     seq += 1
-                entries.append(OutboxEntry(seq, f"{d.action_id}:audit", self.audit_topic, key, value))
+                    counters[f"correction:{r.trigger}"] += 1
+                    continue
+                if r.status == "sent":  # sent now, or a held one released: the messaging system sends it
+                    entries.append(OutboxEntry(seq, f"{aid}:{r.channel}", self.actions_prefix + r.channel, key, value))
+                    seq += 1
+                audit_id = f"{aid}:audit" if kind == DECIDED else f"{aid}:audit:{kind}"
+                entries.append(OutboxEntry(seq, audit_id, self.audit_topic, key, value))
                 seq += 1
-                counters[f"decision:{d.trigger}:{d.channel}:{d.status}"] += 1
-            counters["decisions"] = len(decisions)
-            for u in {d.user_id for d in decisions}:  # feedback timers moved their due time
+                counters[f"decision:{r.trigger}:{r.channel}:{r.status}"] += 1
+            counters["decisions"] = sum(1 for kind, _ in timeline.records if kind == DECIDED)
+            for u in {r.user_id for _, r in timeline.records}:  # feedback timers and held decisions moved their due time
                 dues[u] = timeline.next_due(states[u])
         counters["events"] = len(events)
         counters["late"] = n_late
         counters["duplicates"] = n_dup
         counters["redelivered"] += n_redel
         counters["segments"] = len(segments)
-        new_meta = PartitionMeta(hi=hi, wm=wm, ob=seq)
+        new_meta = PartitionMeta(hi=hi, wm=wm, ob=seq, lead=tuple(leaders.top), ahead=leaders.dump_ahead())
         # due index: users whose due changed, and users read from the store (self-healing
         # an index a partial write left behind, see intentstream.stream.state.redis.sessions)
         reread = set(missing)

@@ -4,19 +4,27 @@ The engine's straight path. Each stage is a pure function of values:
 
 * the sessionizer (:mod:`intentstream.stream.sessions.sessionizer`) takes a row and
   returns the segments it closed;
-* the trigger rules (:class:`~intentstream.stream.triggers.rules.TriggerRules`) take a row,
-  a closed segment or a due moment and return the triggers that fired;
+* the trigger rules (:class:`~intentstream.stream.triggers.rules.TriggerRules`) take an
+  event, a closed segment or a due moment and return the triggers that fired;
 * the decider (:class:`~intentstream.stream.decisions.decider.Decider`) takes a trigger
-  hit and returns a decision.
+  hit and returns a decision; the user's
+  :class:`~intentstream.stream.decisions.pending.PendingActions` hold deferred ones.
 
-:class:`UserTimeline` composes them in event-time order for the users of one engine step
-and collects what they return. *Order* is the whole point: before a row is released,
-everything due before its time happens — trigger timers (at deadline + 1), the late
-run's flush and the session's close, earliest first (ties in that order) — and each
-trigger is decided the moment it fires, so a sent message's feedback timer is armed
-before the user's next event. Hence every output, and what each trigger sees of the user
-(e.g. the behaviour persona of the latest closed segment), is the same whichever way
-time reached it: an event, a watermark, a batch cut.
+:class:`UserTimeline` composes them for the users of one engine step and collects what
+they return, in the order it happens.
+
+Two clocks, on purpose. The **trigger rules see every event on arrival**, in the
+partition's offset order — so a trigger the event itself fires (``kyc_rejected``) is
+decided at once, not after the reorder buffer's ``allowed_lateness``; the rules' own
+late-input policy (:mod:`intentstream.stream.triggers.rules`) makes their deadlines
+independent of arrival order. The **sessionizer sees events in event-time order**
+through its reorder buffer. **Time-driven work** — trigger timers (at deadline + 1),
+held decisions (at their send time), the late run's flush and the session's close — runs
+when the user's horizon passes it, earliest first (ties in that order), before the next
+row is released and before an arriving event is applied. Each trigger is decided the
+moment it fires, so a sent message's feedback timer is armed before the user's next
+event. Everything depends only on the partition's offset order and the event times in
+it — the same live (Kafka's order) and offline (the file's order) — never on batch cuts.
 
 >>> from intentstream.stream.engine.user_state import UserState
 >>> from intentstream.stream.sessions.sessionizer import SessionConfig
@@ -33,16 +41,21 @@ True
 >>> tl.advance(st, T0 + 40 * MIN)   # released; the cart timer fired at +31 min; the session closed
 >>> [s.closed_by for s in tl.segments], [f.trigger for f in tl.fired]
 (['inactivity'], ['cart_abandoned'])
+>>> tl.accept(st, T0 + 45 * MIN, "k1", "kyc_rejected", None, None, None, None, None, None, 0)
+0
+>>> [f.trigger for f in tl.fired]    # fired on arrival, while the event is still buffered
+['cart_abandoned', 'kyc_rejected']
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from intentstream.stream.decisions.contract import BehaviourPersona, Decision
+from intentstream.stream.decisions.contract import BehaviourPersona, Correction, Decision
 from intentstream.stream.decisions.decider import Decider, TriggerHit
 from intentstream.stream.engine.user_state import UserState
-from intentstream.stream.sessions.segments import TYPE_INFO, IntentSegment
+from intentstream.stream.sessions.profiles import note_opt_out
+from intentstream.stream.sessions.segments import IntentSegment
 from intentstream.stream.sessions.sessionizer import (
     ACCEPTED,
     DUPLICATE,
@@ -60,17 +73,24 @@ from intentstream.stream.sessions.sessionizer import (
     take_buffer,
     take_releasable,
 )
-from intentstream.stream.triggers.rules import Fired, TriggerRules
+from intentstream.stream.settings import TriggerSettings
+from intentstream.stream.triggers.rules import TriggerRules
+from intentstream.stream.triggers.state import Fired
+
+#: What a published record is: a new decision, a held one released or cancelled, a correction.
+DECIDED, RELEASED, CANCELLED, CORRECTED = "decided", "released", "cancelled", "corrected"
 
 
 class UserTimeline:
     """Runs the stages for users in event-time order; collects, in the order they happen,
-    the closed ``segments``, the ``fired`` triggers and their ``decisions``.
+    the closed ``segments``, the ``fired`` triggers and the ``records`` to publish:
+    ``(kind, Decision | Correction)`` with kind :data:`DECIDED`, :data:`RELEASED`,
+    :data:`CANCELLED` or :data:`CORRECTED`.
 
     ``rules`` None: sessions only. ``decider`` None: triggers fire but nothing is decided.
     """
 
-    __slots__ = ("cfg", "rules", "decider", "experiment", "segments", "fired", "decisions")
+    __slots__ = ("cfg", "rules", "decider", "experiment", "segments", "fired", "records", "_premise", "_window_ms")
 
     def __init__(
         self, cfg: SessionConfig, rules: TriggerRules | None = None, decider: Decider | None = None,
@@ -82,7 +102,15 @@ class UserTimeline:
         self.experiment = experiment
         self.segments: list[IntentSegment] = []
         self.fired: list[Fired] = []
-        self.decisions: list[Decision] = []
+        self.records: list[tuple[str, Decision | Correction]] = []
+        tcfg: TriggerSettings | None = rules.cfg if rules is not None else None
+        self._premise = rules.premise_ms if rules is not None else {}
+        self._window_ms = tcfg.correction_window_s * 1000 if tcfg is not None else 0
+
+    @property
+    def decisions(self) -> list[Decision]:
+        """The decision records (new, released and cancelled ones), in order."""
+        return [r for _, r in self.records if type(r) is Decision]
 
     # -- what the engine calls --
 
@@ -90,21 +118,34 @@ class UserTimeline:
         self, st: UserState, ts: int, eid: str, typ: str, dev: str | None, ch: str | None, amt: float | None,
         tz: str | None, mch: str | None, extra: dict[str, Any] | None, watermark: int,
     ) -> int:  # fmt: skip
-        """One arriving event: :data:`DUPLICATE` (ignored), :data:`LATE` (handled now) or
-        :data:`ACCEPTED` (buffered until the horizon passes it, see :meth:`advance`)."""
+        """One arriving event: :data:`DUPLICATE` (ignored), :data:`LATE` (placed now) or
+        :data:`ACCEPTED` (buffered for the sessionizer until the horizon passes it). First
+        everything the arrival horizon makes due happens; then the trigger rules see the
+        event (late or not)."""
         cfg = self.cfg
         hz = arrive(st, ts, eid, tz, watermark, cfg)
         if hz is None:
             return DUPLICATE
-        row = buffered_row(ts, eid, typ, dev, ch, amt, mch, extra if self.rules is not None else None)
+        self.advance(st, hz)
+        row = buffered_row(ts, eid, typ, dev, ch, amt, mch, None)
         if ts < hz:
-            self.advance(st, hz)  # place it against the state as of its arrival
             place_late(st, row, hz, cfg)
-            if self.rules is not None:  # out of order, but never ignored: a late payment still cancels
-                self._trigger_row(st, row)
-            return LATE
-        buffer(st, row)
-        return ACCEPTED
+            code = LATE
+        else:
+            buffer(st, row)
+            code = ACCEPTED
+        rules = self.rules
+        if rules is not None:
+            if typ == "unsubscribe":
+                note_opt_out(st.prof, mch)  # before any decision that could still reach that channel
+                self._cancelled(st, st.acts.on_opt_out(mch, ts))
+            self._decide(st, rules.on_fields(st.trig, ts, eid, typ, amt, extra, hz))
+            goal_of = rules.goal_of(typ)
+            if goal_of and st.acts:
+                cancelled, corrections = st.acts.on_goal(st.user_id, goal_of, eid, ts, self._premise, hz, self._window_ms)
+                self._cancelled(st, cancelled)
+                self.records += [(CORRECTED, c) for c in corrections]
+        return code
 
     def advance(self, st: UserState, hz: int) -> None:
         """Release the buffered rows older than horizon ``hz`` and do what ``hz`` makes due."""
@@ -126,53 +167,59 @@ class UserTimeline:
             d = st.trig.next_due()
             if d is not None and (due is None or d + 1 < due):
                 due = d + 1  # a timer fires once the horizon is past its deadline
+            if st.acts.held:
+                h = st.acts.next_due()
+                if h is not None and (due is None or h < due):
+                    due = h
         return due
 
     # -- the order of things --
 
     def _settle(self, st: UserState, t: int) -> None:
         """Do, earliest first, what the horizon reaching ``t`` makes due: trigger timers
-        (at deadline + 1), then the late run's flush or the session's close."""
+        (at deadline + 1), held decisions (at their send time), then the late run's
+        flush or the session's close."""
         rules, cfg = self.rules, self.cfg
         x = next_expiry(st, cfg)
         if x is None or x > t:  # hot path (every released row): at most a timer is due
             if rules is None:
                 return
             d = st.trig.next_due()
-            if d is None or d + 1 > t:
+            if (d is None or d + 1 > t) and not st.acts.held:
                 return
         while True:
+            # the earliest of: a timer (deadline + 1), a held decision, an expiry; ties in that order
+            moment, kind = t + 1, 0
             if rules is not None:
                 d = st.trig.next_due()
-                if d is not None and d + 1 <= t:
-                    x = next_expiry(st, cfg)
-                    if x is None or d + 1 <= x:
-                        self._decide(st, rules.fire_due(st.trig, d))
-                        continue
+                if d is not None and d + 1 < moment:
+                    moment, kind = d + 1, 1
+                h = st.acts.next_due() if st.acts.held else None
+                if h is not None and h < moment:
+                    moment, kind = h, 2
             x = next_expiry(st, cfg)
-            if x is None or x > t:
+            if x is not None and x < moment:
+                moment, kind = x, 3
+            if kind == 0:
                 return
-            self._segment(st, expire(st, cfg))
+            if kind == 1:
+                self._decide(st, rules.fire_due(st.trig, moment - 1))  # type: ignore[union-attr]
+            elif kind == 2:
+                self._release_held(st, moment)
+            else:
+                self._segment(st, expire(st, cfg), moment)
 
     def _release(self, st: UserState, row: tuple) -> None:
         self._settle(st, row[0])
         for seg in release(st, row, self.cfg):
             self._segment(st, seg)
-        if self.rules is not None:
-            self._trigger_row(st, row)
 
-    def _segment(self, st: UserState, seg: IntentSegment) -> None:
+    def _segment(self, st: UserState, seg: IntentSegment, horizon: int | None = None) -> None:
+        """A closed segment; ``horizon``: the user's horizon when time closed it (a late
+        run's segment that far behind its events fires its triggers as stale)."""
         self.segments.append(seg)
         if self.rules is not None:
-            self._decide(st, self.rules.on_segment(st.trig, seg))
-
-    def _trigger_row(self, st: UserState, row: tuple) -> None:
-        n = len(row)
-        info = TYPE_INFO.get(row[2])
-        typ = info[0] if info is not None else str(row[2])
-        fired = self.rules.on_fields(st.trig, row[0], row[1], typ, row[5] if n > 5 else None, row[7] if n > 7 else None)  # type: ignore[union-attr]
-        if fired:
-            self._decide(st, fired)
+            self._decide(st, self.rules.on_segment(st.trig, seg, horizon))
 
     def _decide(self, st: UserState, fired: list[Fired]) -> None:
         """Each fired trigger -> its decision (catalogue + fatigue ledger), at once.
@@ -181,7 +228,7 @@ class UserTimeline:
         segment when the trigger fired (stage and main activity): a pure function of the
         user's own events, so replay and live choose the same strategy. A sent or
         deferred message arms the user's feedback timer (ignored after ``[triggers]
-        feedback_ignore_s``)."""
+        feedback_ignore_s``); a deferred one is held until its send time."""
         for f in fired:
             self.fired.append(f)
             if self.decider is None:
@@ -192,9 +239,28 @@ class UserTimeline:
                 persona=persona, experiment=self.experiment,
             )  # fmt: skip
             d = self.decider.decide(hit).decision
-            self.decisions.append(d)
+            self.records.append((DECIDED, d))
             if d.is_delivery:
                 self.rules.on_delivery(st.trig, d.action_id, d.trigger, d.delivery_at)  # type: ignore[union-attr]
+                if d.status == "deferred":
+                    st.acts.hold(d)
+                else:
+                    st.acts.remember_sent(d, d.decided_at, self._window_ms)
+
+    def _release_held(self, st: UserState, at: int) -> None:
+        """The held decisions due at ``at``: sent, unless the user opted out of the channel."""
+        for d in st.acts.take_due(at):
+            if d.channel in st.prof.opt_outs:
+                self._cancelled(st, [d.cancelled("opt_out")])
+                continue
+            sent = d.released()
+            self.records.append((RELEASED, sent))
+            st.acts.remember_sent(sent, at, self._window_ms)
+
+    def _cancelled(self, st: UserState, cancelled: list[Decision]) -> None:
+        for d in cancelled:
+            st.trig.awaiting.pop(d.action_id, None)  # nothing left to open or ignore
+            self.records.append((CANCELLED, d))
 
 
-__all__ = ["ACCEPTED", "DUPLICATE", "LATE", "UserTimeline"]
+__all__ = ["ACCEPTED", "CANCELLED", "CORRECTED", "DECIDED", "DUPLICATE", "LATE", "RELEASED", "UserTimeline"]

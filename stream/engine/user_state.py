@@ -2,9 +2,10 @@
 the highest input offset applied — stored as one value per user (``P:{u:<user>}:ses``).
 
 Stored form (compact JSON, one list):
-``[STATE_VERSION, hi, mx, profile, dedup log, buffer, session, late run, trigger state]``
-— items 2..7 are :meth:`SessionState.dump_fields`, the last is
-:meth:`TriggerState.to_dict` (0 when empty).
+``[STATE_VERSION, hi, mx, profile, dedup log, buffer, session, late run, trigger state,
+pending actions]`` — items 2..7 are :meth:`SessionState.dump_fields`, then
+:meth:`TriggerState.to_dict` and :meth:`PendingActions.to_list` (0 when empty; the last
+is left out while empty, so older records load unchanged).
 
 >>> from intentstream.stream.sessions.sessionizer import SessionConfig
 >>> st = UserState("u1"); st.hi = 41
@@ -18,25 +19,29 @@ from __future__ import annotations
 from typing import Final
 
 from intentstream.stream import codec
+from intentstream.stream.decisions.pending import PendingActions
 from intentstream.stream.sessions.sessionizer import SessionConfig, SessionState
-from intentstream.stream.triggers.rules import TriggerState
+from intentstream.stream.triggers.state import TriggerState
 
 STATE_VERSION: Final = 1
 
 
 class UserState(SessionState):
-    """:class:`SessionState` plus ``trig`` (the trigger rules' memory of this user) and
-    ``hi`` (the highest input offset applied: redelivered offsets are skipped)."""
+    """:class:`SessionState` plus ``trig`` (the trigger rules' memory of this user),
+    ``acts`` (the decisions still watched: held and recently sent) and ``hi`` (the
+    highest input offset applied: redelivered offsets are skipped)."""
 
-    __slots__ = ("hi", "trig")
+    __slots__ = ("hi", "trig", "acts")
 
     def __init__(self, user_id: str) -> None:
         super().__init__(user_id)
         self.hi = -1
         self.trig = TriggerState()
+        self.acts = PendingActions()
 
     def dump(self, cfg: SessionConfig) -> bytes:
-        return codec.dumps([STATE_VERSION, self.hi, *self.dump_fields(cfg), self.trig.to_dict() or 0])
+        tail = [self.acts.to_list()] if self.acts else []
+        return codec.dumps([STATE_VERSION, self.hi, *self.dump_fields(cfg), self.trig.to_dict() or 0, *tail])
 
     @classmethod
     def load(cls, user_id: str, data: bytes) -> UserState:
@@ -48,4 +53,5 @@ class UserState(SessionState):
         st.hi = a[1]
         st.load_fields(a[2:8])
         st.trig = TriggerState.from_dict(a[8] if len(a) > 8 else None)
+        st.acts = PendingActions.from_list(a[9] if len(a) > 9 else None)
         return st

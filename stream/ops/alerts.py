@@ -10,7 +10,12 @@ An alert is identified by (``alert``, ``subject``) — the subject is the trigge
 ``decision_volume_jump``, else null. While its condition holds it is sent at most once per
 ``[ops] alert_cooldown_s``; once the condition clears, one record with ``"status":
 "resolved"`` follows (only if a firing record was sent). Codes: ``dlq_rate``,
-``lag_growing``, ``watermark_stalled``, ``decision_volume_jump``, ``store_unavailable``.
+``lag_growing``, ``watermark_stalled``, ``decision_volume_jump``, ``store_unavailable``,
+and, from the very first interval (no history needed): ``decision_storm`` (the storm
+breaker is open: ``actions.*`` publishing paused), ``send_rate_limited`` (a channel's
+send-rate limit holds records), ``late_share_spike`` (the interval's late share above
+``[ops] late_share_alert``) and ``clock_skew`` (events dead-lettered as
+``ts_in_future`` in the interval). The README has a runbook entry for each.
 """
 
 from __future__ import annotations
@@ -25,13 +30,29 @@ from intentstream.stream.ops.metrics import PERSONA_PREFIX
 from intentstream.stream.ops.snapshot import WorkerSnapshot
 from intentstream.stream.settings import OpsSettings
 
-ALERT_CODES = ("dlq_rate", "lag_growing", "watermark_stalled", "decision_volume_jump", "store_unavailable")
+ALERT_CODES = (
+    "dlq_rate",
+    "lag_growing",
+    "watermark_stalled",
+    "decision_volume_jump",
+    "store_unavailable",
+    "decision_storm",
+    "send_rate_limited",
+    "late_share_spike",
+    "clock_skew",
+)
+#: the dead-letter reason of events dated implausibly far ahead (the clock-skew guard)
+TS_IN_FUTURE = "ts_in_future"
 SEVERITY = {
     "dlq_rate": "warning",
     "lag_growing": "warning",
     "watermark_stalled": "critical",
     "decision_volume_jump": "warning",
     "store_unavailable": "critical",
+    "decision_storm": "critical",
+    "send_rate_limited": "warning",
+    "late_share_spike": "warning",
+    "clock_skew": "warning",
 }
 
 
@@ -65,7 +86,7 @@ class AlertRules:
     to publish (firing, repeated after the cooldown, resolved).
 
     >>> from intentstream.stream.ops.metrics import build_record
-    >>> rules = AlertRules(OpsSettings(alert_cooldown_s=60), "w1")
+    >>> rules = AlertRules(OpsSettings.defaults(alert_cooldown_s=60), "w1")
     >>> def rec(ts_s, retries):
     ...     snap = WorkerSnapshot(ts_s * 1000, {"store_retries": retries})
     ...     return build_record("w1", snap), snap
@@ -97,6 +118,10 @@ class AlertRules:
             self._watermark_stalled(snap),
             self._store_unavailable(record),
             *self._volume_jumps(record),
+            self._decision_storm(snap),
+            self._send_rate_limited(snap),
+            self._late_share_spike(record),
+            self._clock_skew(record),
         ]
         now = snap.ts_ms
         cooldown_ms = self.cfg.alert_cooldown_s * 1000
@@ -215,3 +240,35 @@ class AlertRules:
                 out.append(Condition("decision_volume_jump", active, count, round(limit, 3), msg, trigger))
             history.append(count)
         return out
+
+    def _decision_storm(self, snap: WorkerSnapshot) -> Condition:
+        b = snap.breaker
+        is_open = b is not None and b.open
+        held = sum(b.held.values()) if b is not None else 0
+        if is_open:
+            since = f" since {format_ts(b.since_ms)}" if b.since_ms else ""
+            msg = f"storm breaker open{since} ({b.rule}: {b.detail}); publishing to actions.* paused, {held:,} action(s) held here; see `intentstream resume --dry-run`"
+        else:
+            msg = "storm breaker closed"
+        return Condition("decision_storm", is_open, held, 0, msg)
+
+    def _send_rate_limited(self, snap: WorkerSnapshot) -> Condition:
+        rate = dict(snap.breaker.rate_held) if snap.breaker is not None else {}
+        held = sum(rate.values())
+        detail = ", ".join(f"{ch} {n:,}" for ch, n in sorted(rate.items()) if n)
+        msg = f"send-rate limits hold {held:,} action(s) in the outbox ({detail})" if held else "no send-rate limit holds anything"
+        return Condition("send_rate_limited", held > 0, held, 0, msg)
+
+    def _late_share_spike(self, record: Mapping[str, Any]) -> Condition:
+        deltas = record.get("deltas", {})
+        late, events = deltas.get("late", 0), deltas.get("events", 0)
+        share = late / events if events else 0.0
+        limit = self.cfg.late_share_alert
+        active = events >= self.cfg.late_share_min_events and share > limit
+        msg = f"{late:,} of {events:,} events in the last interval were late ({share:.1%}, limit {limit:.1%})"
+        return Condition("late_share_spike", active, round(share, 6), limit, msg)
+
+    def _clock_skew(self, record: Mapping[str, Any]) -> Condition:
+        n = sum(r["delta"] for r in record.get("invalid_reasons", ()) if r["reason"] == TS_IN_FUTURE)
+        msg = f"{n:,} event(s) in the last interval dated implausibly far ahead (dead-lettered as {TS_IN_FUTURE}): a device or producer clock is wrong"
+        return Condition("clock_skew", n > 0, n, 0, msg)

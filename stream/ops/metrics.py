@@ -133,6 +133,16 @@ def build_record(worker: str, snap: WorkerSnapshot, previous: WorkerSnapshot | N
     record["lag"] = sum(st.lag for st in snap.partitions.values() if st.lag is not None)
     record["assigned"] = sorted(snap.assigned) if snap.assigned is not None else None
     record["ready"] = readiness(snap.assigned, snap.recovered if snap.pipeline else None)[0]
+    if snap.breaker is not None:
+        b = snap.breaker
+        record["breaker"] = {
+            "open": b.open,
+            "rule": b.rule or None,
+            "detail": b.detail or None,
+            "since": format_ts(b.since_ms) if b.since_ms else None,
+            "held": dict(b.held),
+            "rate_held": dict(b.rate_held),
+        }
     if snap.persona is not None:
         record["persona"] = {
             "role": "leader" if snap.persona.leader else "standby",

@@ -38,6 +38,8 @@ HELP = {
     "intentstream_persona_learned_total": "Segments learned by this worker's persona writer.",
     "intentstream_persona_malformed_total": "Malformed segments records skipped by the persona writer, by reason.",
     "intentstream_alert_firing": "1 while an ops alert condition holds.",
+    "intentstream_breaker_open": "1 while the storm breaker pauses publishing to actions.*.",
+    "intentstream_breaker_held": "actions.* records held in the outbox by the breakers, by channel and cause (storm or rate).",
 }
 
 
@@ -147,6 +149,14 @@ def render_prometheus(
             exp.add(_metric_name("intentstream_persona", name, "total"), "counter", value)
         for reason, value in sorted(reasons.items()):
             exp.add("intentstream_persona_malformed_total", "counter", value, {"reason": reason})
+    if snap.breaker is not None:
+        exp.add("intentstream_breaker_open", "gauge", snap.breaker.open)
+        rate = snap.breaker.rate_held
+        for channel, n in sorted(snap.breaker.held.items()):
+            if n - rate.get(channel, 0):
+                exp.add("intentstream_breaker_held", "gauge", n - rate.get(channel, 0), {"channel": channel, "cause": "storm"})
+        for channel, n in sorted(rate.items()):
+            exp.add("intentstream_breaker_held", "gauge", n, {"channel": channel, "cause": "rate"})
     for name, value in sorted((extra_counters or {}).items()):
         exp.add(_metric_name("intentstream_ops", name, "total"), "counter", value)
     for cond in alerts:

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from intentstream.stream.ops.breaker import BreakerState
+
 
 @dataclass(frozen=True)
 class PartitionState:
@@ -40,7 +42,8 @@ class PersonaState:
 class WorkerSnapshot:
     """Everything one metrics record is built from, taken at ``ts_ms`` (wall clock).
 
-    ``assigned`` is None while the consumer has no assignment yet (not started)."""
+    ``assigned`` is None while the consumer has no assignment yet (not started);
+    ``breaker`` is what the worker's circuit breakers hold (None: unknown)."""
 
     ts_ms: int
     counters: Mapping[str, float] = field(default_factory=dict)
@@ -49,6 +52,7 @@ class WorkerSnapshot:
     recovered: frozenset[int] = frozenset()
     pipeline: bool = True
     persona: PersonaState | None = None
+    breaker: BreakerState | None = None
 
 
 def lag_of(highwater: int | None, applied: int | None) -> int | None:

@@ -13,8 +13,8 @@ from users or other systems. :func:`read_checkpoint_meta` reads the header only,
 unpickling.
 
 >>> from intentstream.stream.settings import PersonaSettings
->>> blob = encode_checkpoint({"fingerprint": model_fingerprint(PersonaSettings()), "meta": {"p": 1}}, [1, 2])
->>> read_checkpoint_meta(blob), decode_checkpoint(blob, PersonaSettings())[1]
+>>> blob = encode_checkpoint({"fingerprint": model_fingerprint(PersonaSettings.defaults()), "meta": {"p": 1}}, [1, 2])
+>>> read_checkpoint_meta(blob), decode_checkpoint(blob, PersonaSettings.defaults())[1]
 ({'p': 1}, [1, 2])
 """
 

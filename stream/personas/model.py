@@ -30,8 +30,8 @@ River models cannot be merged, so exactly one process learns (the single writer,
 restores the last checkpoint: clusters keep their ids and learning continues exactly
 where the checkpoint left off.
 
->>> from intentstream.stream.settings import PersonaSettings
->>> model = PersonaModel(PersonaSettings(n_clusters=3))
+>>> from intentstream.stream.settings import PersonaSettings, default_settings
+>>> model = PersonaModel(PersonaSettings.defaults(n_clusters=3))
 >>> seg = {"user_id": "u1", "duration_min": 4.0, "interactions": 12, "intent_strength": 0.7,
 ...        "urgency": "medium", "main_activity": "coupon_oriented", "kyc_status": "not_started",
 ...        "transaction_status": "completed", "behaviour_stage": "transacted",
@@ -42,7 +42,7 @@ where the checkpoint left off.
 True
 >>> model.stats[cid].segments, model.label(cid).stage
 (1, 'transacted')
->>> clone = PersonaModel.from_checkpoint(model.checkpoint(), PersonaSettings(n_clusters=3))
+>>> clone = PersonaModel.from_checkpoint(model.checkpoint(), PersonaSettings.defaults(n_clusters=3))
 >>> clone.predict_one(seg) == cid and clone.stats[cid].to_dict() == model.stats[cid].to_dict()
 True
 """
@@ -59,7 +59,7 @@ from intentstream.stream.personas.checkpoint import decode_checkpoint, encode_ch
 from intentstream.stream.personas.features import NUMERIC_FEATURES, as_mapping, segment_features
 from intentstream.stream.personas.labels import ClusterLabel, cluster_label
 from intentstream.stream.personas.stats import ClusterStats, UniqueCounter
-from intentstream.stream.settings import PersonaSettings
+from intentstream.stream.settings import PersonaSettings, default_settings
 
 __all__ = [
     "ASSIGNMENT_RULES",
@@ -185,7 +185,7 @@ ESTIMATORS: Final = ("kmeans", "dbstream", "clustream", "streamkmeans")
 def make_estimator(cfg: PersonaSettings) -> base.Clusterer:
     """The River clusterer that ``cfg.estimator`` names, with its configured parameters.
 
-    >>> make_estimator(PersonaSettings(estimator="dbstream")).__class__.__name__
+    >>> make_estimator(PersonaSettings.defaults(estimator="dbstream")).__class__.__name__
     'DBSTREAM'
     """
     name = cfg.estimator
@@ -249,7 +249,7 @@ class PersonaModel:
     continues exactly like the original.
 
     >>> from intentstream.stream.synth.segments import synthetic_segments
-    >>> cfg = PersonaSettings(n_clusters=4)
+    >>> cfg = PersonaSettings.defaults(n_clusters=4)
     >>> segs = list(synthetic_segments(users=40, seed=1))
     >>> a, b = PersonaModel(cfg), PersonaModel(cfg)
     >>> [a.learn_one(s) for s in segs] == [b.learn_one(s) for s in segs]
@@ -261,7 +261,7 @@ class PersonaModel:
     """
 
     def __init__(self, settings: PersonaSettings | None = None):
-        self.settings = cfg = settings or PersonaSettings()
+        self.settings = cfg = settings or default_settings().personas
         if cfg.assignment not in ASSIGNMENT_RULES:
             raise ValueError(f"unknown [personas] assignment {cfg.assignment!r}; known: {', '.join(ASSIGNMENT_RULES)}")
         self.pipeline = make_pipeline(cfg)
@@ -271,7 +271,6 @@ class PersonaModel:
         self._votes: dict[str, dict[int, int]] = {}
         self._assigned: dict[str, int] = {}
         self.segments_seen = 0
-        self._bucket_ms = max(1, cfg.timeline_bucket_s) * 1000
 
     # -- learning -------------------------------------------------------------------------
 
@@ -287,7 +286,7 @@ class PersonaModel:
             self._estimator.learn_one(z)
             cid = int(self._estimator.predict_one(z) or 0)
         self.segments_seen += 1
-        self._ensure_stats(cid).add(seg, self._bucket_ms, self.settings.timeline_max_buckets)
+        self._ensure_stats(cid).add(seg, self.settings)
         uid = seg.get("user_id")
         if isinstance(uid, str):
             self._vote(uid, cid)

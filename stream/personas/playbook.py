@@ -4,8 +4,8 @@
 :class:`Playbook` has the :class:`Vocabulary` that renders cluster labels in zh and en,
 and the strategy entries the report picks per cluster with :meth:`Playbook.select`:
 entries whose conditions hold for the cluster, highest priority first, at most
-``max_entries`` per section, and the section's fallback entry when none applies, so a
-section is never empty.
+``[personas] playbook_max_entries`` per section, and the section's fallback entry when
+none applies, so a section is never empty.
 
 >>> pb = load_playbook()
 >>> pb.vocab.term("kyc_status", "in_progress", "zh"), pb.vocab.term("urgency", "high", "en")
@@ -36,7 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Mapping, Protocol
 
-from intentstream.stream.settings import CONFIG_DIR
+from intentstream.stream.settings import CONFIG_DIR, PersonaSettings, default_settings
 
 DEFAULT_PLAYBOOK: Final = CONFIG_DIR / "playbook.toml"
 #: Strategy sections, in report order.
@@ -111,22 +111,25 @@ class Playbook:
         self.vocab = vocab
         self.entries = entries
 
-    def select(self, section: str, profile: StatusProfile, min_share: float = 0.3, max_entries: int = 3) -> list[Entry]:
-        """The entries of ``section`` for a cluster; the fallback entries when none applies."""
+    def select(self, section: str, profile: StatusProfile, cfg: PersonaSettings | None = None) -> list[Entry]:
+        """The entries of ``section`` for a cluster; the fallback entries when none applies.
+        ``cfg``: ``[personas] playbook_min_share`` and ``playbook_max_entries`` (default:
+        :func:`~intentstream.stream.settings.default_settings`)."""
+        cfg = cfg or default_settings().personas
         scored = []
         for e in self.entries:
             if e.section != section or e.fallback:
                 continue
-            s = e.strength(profile, min_share)
+            s = e.strength(profile, cfg.playbook_min_share)
             if s is not None:
                 scored.append((-e.priority, -s, e.index, e))
-        chosen = [e for *_, e in sorted(scored)[: max(1, max_entries)]]
+        chosen = [e for *_, e in sorted(scored)[: max(1, cfg.playbook_max_entries)]]
         return chosen or [e for e in self.entries if e.section == section and e.fallback]
 
-    def lines(self, section: str, profile: StatusProfile, lang: str, min_share: float = 0.3, max_entries: int = 3) -> list[str]:
+    def lines(self, section: str, profile: StatusProfile, lang: str, cfg: PersonaSettings | None = None) -> list[str]:
         """The text lines of :meth:`select`, duplicates removed, in order."""
         out: list[str] = []
-        for e in self.select(section, profile, min_share, max_entries):
+        for e in self.select(section, profile, cfg):
             for line in e.text(lang):
                 if line not in out:
                     out.append(line)

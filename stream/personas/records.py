@@ -126,7 +126,7 @@ def learn_records(
     >>> from intentstream.stream.state.memory.personas import MemoryPersonaStore
     >>> from intentstream.stream.synth.segments import synthetic_segments
     >>> seg = next(iter(synthetic_segments(users=1, seed=1)))
-    >>> svc, offsets, counters = PersonaService(PersonaSettings(), MemoryPersonaStore()), {}, Counter()
+    >>> svc, offsets, counters = PersonaService(PersonaSettings.defaults(), MemoryPersonaStore()), {}, Counter()
     >>> learn_records(svc, [SegmentRecord(0, 4, 1, codec.dumps(seg)), SegmentRecord(1, 0, 2, b"{")], offsets, counters)
     >>> offsets, dict(counters)
     ({0: 5, 1: 1}, {'learned': 1, 'malformed': 1, 'malformed.not_json': 1})

@@ -58,7 +58,7 @@ class PersonaService:
     >>> from intentstream.stream.settings import Settings
     >>> from intentstream.stream.state.memory.personas import MemoryPersonaStore
     >>> store = MemoryPersonaStore()
-    >>> svc = PersonaService.start(Settings(), store)
+    >>> svc = PersonaService.start(Settings.defaults(), store)
     >>> segs = list(synthetic_segments(users=10, seed=3))
     >>> a = svc.on_segment(segs[0])
     >>> a.user_id == segs[0]["user_id"] and a.previous is None and a.changed
@@ -69,7 +69,7 @@ class PersonaService:
     True
     >>> svc.maybe_checkpoint(now_ms=60_000), store.load_checkpoint() is not None
     (True, True)
-    >>> PersonaService.start(Settings(), store).model.segments_seen
+    >>> PersonaService.start(Settings.defaults(), store).model.segments_seen
     1
     """
 

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from intentstream.stream.personas.features import CATEGORIES, as_mapping, non_negative
 from intentstream.stream.sessions.segments import INTENTS, LIFECYCLE_STAGES, URGENCIES
+from intentstream.stream.settings import PersonaSettings, default_settings
 
 __all__ = ["FIELD_ORDER", "MAX_DISTINCT", "STATUS_FIELDS", "ClusterStats", "UniqueCounter"]
 
@@ -54,7 +55,7 @@ class UniqueCounter:
 
     __slots__ = ("cap", "ids", "registers")
 
-    def __init__(self, cap: int = 10_000):
+    def __init__(self, cap: int):
         self.cap = cap
         self.ids: set[str] | None = set()
         self.registers: bytearray | None = None
@@ -160,14 +161,18 @@ class ClusterStats:
     cluster_id: int
     segments: int = 0
     assigned: int = 0
-    users: UniqueCounter = field(default_factory=UniqueCounter)
+    users: UniqueCounter = field(default_factory=lambda: UniqueCounter(default_settings().personas.unique_users_exact_cap))
     sums: dict[str, float] = field(default_factory=_zero_sums)
     counts: dict[str, dict[str, int]] = field(default_factory=_empty_counts)
     timeline: dict[int, int] = field(default_factory=dict)
     first_ms: int | None = None
     last_ms: int | None = None
 
-    def add(self, segment: Any, bucket_ms: int = 86_400_000, max_buckets: int = 90) -> None:
+    def add(self, segment: Any, cfg: PersonaSettings | None = None) -> None:
+        """Count one segment; its end time goes to a timeline bucket of ``[personas]
+        timeline_bucket_s``, keeping the latest ``timeline_max_buckets`` (``cfg`` default:
+        :func:`~intentstream.stream.settings.default_settings`)."""
+        cfg = cfg or default_settings().personas
         seg = as_mapping(segment)
         self.segments += 1
         uid = seg.get("user_id")
@@ -187,9 +192,10 @@ class ClusterStats:
             c[key] = c.get(key, 0) + 1
         t = seg.get("end_ms")
         if isinstance(t, int) and not isinstance(t, bool):
+            bucket_ms = max(1, cfg.timeline_bucket_s) * 1000
             bucket = t - t % bucket_ms
             self.timeline[bucket] = self.timeline.get(bucket, 0) + 1
-            if len(self.timeline) > max_buckets:
+            if len(self.timeline) > cfg.timeline_max_buckets:
                 del self.timeline[min(self.timeline)]
             self.first_ms = t if self.first_ms is None else min(self.first_ms, t)
             self.last_ms = t if self.last_ms is None else max(self.last_ms, t)
@@ -226,10 +232,9 @@ class ClusterStats:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClusterStats:
-        st = cls(int(data["cluster_id"]))
+        st = cls(int(data["cluster_id"]), users=UniqueCounter.from_dict(data["users"]))
         st.segments = int(data["segments"])
         st.assigned = int(data["assigned"])
-        st.users = UniqueCounter.from_dict(data["users"])
         st.sums.update({k: float(v) for k, v in data["sums"].items()})
         for k, v in data["counts"].items():
             st.counts[k] = {str(a): int(b) for a, b in v.items()}

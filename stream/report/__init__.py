@@ -22,7 +22,7 @@ id or vocabulary).
 >>> from intentstream.stream.report.model import build_report
 >>> from intentstream.stream.settings import PersonaSettings
 >>> from intentstream.stream.synth.segments import synthetic_segments
->>> model = PersonaModel(PersonaSettings(n_clusters=4))
+>>> model = PersonaModel(PersonaSettings.defaults(n_clusters=4))
 >>> for seg in synthetic_segments(users=60, seed=2, days=3):
 ...     _ = model.learn_one(seg)
 >>> rep = build_report(model, lang="zh", min_users=3)

@@ -187,7 +187,7 @@ def min_users_threshold(total_users: int, cfg: PersonaSettings, min_users: int |
     """Smallest persona worth its own section: ``min_users`` when given, else
     ``max(report_min_users, ceil(report_min_user_share x users))``.
 
-    >>> min_users_threshold(100_000, PersonaSettings()), min_users_threshold(40, PersonaSettings()), min_users_threshold(40, PersonaSettings(), 2)
+    >>> min_users_threshold(100_000, PersonaSettings.defaults()), min_users_threshold(40, PersonaSettings.defaults()), min_users_threshold(40, PersonaSettings.defaults(), 2)
     (1000, 5, 2)
     """
     if min_users is not None:
@@ -236,7 +236,7 @@ def build_report(
         if trait and trait_text:
             features.append((t["trait"], f"{trait_text} (z = {trait[1]:+.1f})"))
         strategies = [
-            StrategySection(key, t[key], pb.lines(key, st, lang, cfg.playbook_min_share, cfg.playbook_max_entries))
+            StrategySection(key, t[key], pb.lines(key, st, lang, cfg))
             for key in SECTIONS
         ]
         profile = [

@@ -13,21 +13,27 @@ file, or a clickstream file.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from intentstream.stream import codec
 from intentstream.stream.personas.model import PersonaModel
 from intentstream.stream.settings import PersonaSettings, Settings
 
+if TYPE_CHECKING:
+    from intentstream.stream.engine.offline import OfflineRunner
+
 __all__ = ["learn", "live_model", "read_segments", "segments_from_clickstream"]
 
 
-def segments_from_clickstream(lines: Iterable[tuple[int, bytes]], settings: Settings) -> Iterator[dict[str, Any]]:
-    """Closed segments (dicts) of a clickstream, from the offline sessionizer."""
+def segments_from_clickstream(
+    lines: Iterable[tuple[int, bytes]], settings: Settings, runner: OfflineRunner | None = None
+) -> Iterator[dict[str, Any]]:
+    """Closed segments (dicts) of a clickstream, from the offline sessionizer (``runner``,
+    or a new one on ``settings``)."""
     from intentstream.stream.engine.offline import OfflineRunner
 
     topic = settings.topics.segments
-    for t, payload in OfflineRunner(settings).run(lines, close_open=True):
+    for t, payload in (runner or OfflineRunner(settings)).run(lines, close_open=True):
         if t == topic:
             yield codec.loads(payload)
 

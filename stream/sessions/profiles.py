@@ -183,6 +183,13 @@ def apply(p: UserProfile, ev: tuple) -> None:
     apply_fields(p, ts, info[0], info[4], ev[AMOUNT] if len(ev) > AMOUNT else None, ev[MSG_CHANNEL] if len(ev) > MSG_CHANNEL else None)
 
 
+def note_opt_out(p: UserProfile, channel: str | None) -> None:
+    """An unsubscribe (from ``channel``, or every channel), applied on arrival rather than
+    in event-time order: an opt-out only ever grows, so the order does not matter, and a
+    decision made before the event is released must already honour it."""
+    p.opt_out_bits |= _CHANNEL_BITS.get(channel, 0) if channel else _ALL_CHANNELS
+
+
 def set_tz(p: UserProfile, tz: str, ts: int) -> None:
     """The tz of the user's newest event with one (caller checked ``ts >= p.tz_ts``)."""
     if tz != p.tz:

@@ -7,7 +7,7 @@ check-and-record per :class:`LedgerRequest` atomically per user (rules 1, 2 and 
 :class:`intentstream.stream.state.redis.fatigue.RedisLedgerStore` (one Lua script); both
 pass one contract suite (``tests/stream/state/test_fatigue_contract.py``).
 
->>> Limits().ttl_ms == 8 * DAY_MS
+>>> Limits.from_settings().ttl_ms == 8 * DAY_MS
 True
 >>> Verdict("deferred", "quiet_hours", "push", send_at=HOUR_MS).is_delivery
 True
@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
+
+from intentstream.stream.settings import FatigueSettings, default_settings
 
 SECOND_MS: Final = 1000
 HOUR_MS: Final = 3600 * SECOND_MS
@@ -33,13 +35,14 @@ COUPON_NOT_SENT: Final = "not_sent"
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The numbers the store enforces (see ``[fatigue]`` in config/default.toml)."""
+    """The numbers the store enforces, in ms: ``[fatigue]`` of the settings
+    (:meth:`from_settings`)."""
 
-    window_ms: int = 7 * DAY_MS
-    channel_cap: int = 3
-    coupon_cap: int = 1
-    cooldown_ms: int = DAY_MS
-    retention_ms: int = DAY_MS
+    window_ms: int
+    channel_cap: int
+    coupon_cap: int
+    cooldown_ms: int
+    retention_ms: int
 
     @property
     def ttl_ms(self) -> int:
@@ -47,7 +50,9 @@ class Limits:
         return max(self.window_ms, self.cooldown_ms) + self.retention_ms
 
     @classmethod
-    def from_settings(cls, fs) -> Limits:  # fs: intentstream.stream.settings.FatigueSettings
+    def from_settings(cls, fs: FatigueSettings | None = None) -> Limits:
+        """From ``[fatigue]`` settings (default: :func:`~intentstream.stream.settings.default_settings`)."""
+        fs = fs or default_settings().fatigue
         return cls(
             window_ms=fs.window_s * SECOND_MS,
             channel_cap=fs.channel_cap,

@@ -14,7 +14,7 @@ contract suite (``tests/stream/state/test_sessions_contract.py``).
 >>> entry = OutboxEntry(seq=0, id="s1:0", topic="segments", key=b"u1", value=b"{}")
 >>> store.commit(0, CommitBatch(PartitionMeta(hi=9, wm=5, ob=1), {"u1": b"state"}, {"u1": 42}, [entry]))
 >>> store.load_partition(0), store.load_users(0, ["u1", "u2"]), store.due_users(0, 100)
-(PartitionMeta(hi=9, wm=5, ob=1), {'u1': b'state'}, ['u1'])
+(PartitionMeta(hi=9, wm=5, ob=1, lead=(), ahead=()), {'u1': b'state'}, ['u1'])
 >>> [e.id for e in store.outbox(0)]
 ['s1:0']
 """
@@ -37,18 +37,31 @@ class StoreUnavailable(ConnectionError):
 @dataclass(frozen=True)
 class PartitionMeta:
     """Per-partition progress: ``hi`` highest input offset applied (-1: none), ``wm``
-    watermark (epoch ms, 0: none), ``ob`` next outbox sequence number."""
+    watermark (epoch ms, 0: none), ``ob`` next outbox sequence number, ``lead`` the most
+    advanced users as ``(newest event time, user)`` and ``ahead`` the users seen
+    implausibly far ahead (see ``engine.progress.Leaders``)."""
 
     hi: int = -1
     wm: int = 0
     ob: int = 0
+    lead: tuple[tuple[int, str], ...] = ()
+    ahead: tuple[tuple[int, str], ...] = ()
 
     def dump(self) -> bytes:
-        return codec.dumps([self.hi, self.wm, self.ob])
+        head: list = [self.hi, self.wm, self.ob]
+        if self.lead or self.ahead:
+            head.append([list(x) for x in self.lead])
+        if self.ahead:
+            head.append([list(x) for x in self.ahead])
+        return codec.dumps(head)
 
     @classmethod
     def load(cls, data: bytes | None) -> PartitionMeta:
-        return cls(*codec.loads(data)) if data else cls()
+        if not data:
+            return cls()
+        a = codec.loads(data)
+        lead = tuple((t, u) for t, u in a[3]) if len(a) > 3 else ()
+        return cls(a[0], a[1], a[2], lead, tuple((t, u) for t, u in a[4]) if len(a) > 4 else ())
 
 
 @dataclass(frozen=True)

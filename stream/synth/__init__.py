@@ -8,6 +8,8 @@
 * ``users`` — one synthetic user: attributes drawn from its seed, its sessions in order
 * ``session_scripts`` — the events of each kind of session (browse, purchase, cart, KYC, …)
 * ``delivery`` — event ids and ts, late, duplicate and invalid deliveries, delivery order
+  (time, or a dump grouped by user)
+* ``realworld`` — retried uploads with new ids, offline flushes, cross-device sessions (off by default)
 * ``truth`` — the journeys in a user's events and its ground-truth record
 * ``segments`` — synthetic closed segments, without a clickstream (persona model tests)
 """

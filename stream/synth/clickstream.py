@@ -14,7 +14,9 @@ less). Where each part is decided:
 * :mod:`~intentstream.stream.synth.users` — one user's attributes and its sessions in order;
 * :mod:`~intentstream.stream.synth.session_scripts` — the events of each kind of session;
 * :mod:`~intentstream.stream.synth.delivery` — ids and ts, late, duplicate and invalid
-  deliveries, the order lines come out in;
+  deliveries, the order lines come out in (delivery order, or a dump grouped by user);
+* :mod:`~intentstream.stream.synth.realworld` — retried uploads with new ids, offline
+  flushes, cross-device sessions (off by default);
 * :mod:`~intentstream.stream.synth.truth` — the journeys in a user's events, its truth record.
 
 >>> from intentstream.stream.synth.config import GeneratorConfig
@@ -48,17 +50,18 @@ def generate_lines(cfg: GeneratorConfig, stats: GenerationStats | None = None) -
     for item in deliver(cfg, stats):
         yield item if type(item) is bytes else dumps_line(item)
     if stats is not None:
-        stats.lines = stats.events + stats.duplicates + stats.invalid
+        stats.lines = stats.events + stats.duplicates + stats.invalid + stats.retries
 
 
 def generate_events(cfg: GeneratorConfig, stats: GenerationStats | None = None) -> Iterator[dict[str, Any]]:
     """Valid events as contract dicts (``ts`` ISO-8601 UTC) in delivery order, duplicates
-    included (as equal copies); invalid lines are left out (use :func:`generate_lines`)."""
+    included (as equal copies) and retried uploads too (copies with new ids); invalid lines
+    are left out (use :func:`generate_lines`)."""
     for item in deliver(cfg, stats):
         if type(item) is not bytes:
             yield item
     if stats is not None:
-        stats.lines = stats.events + stats.duplicates + stats.invalid
+        stats.lines = stats.events + stats.duplicates + stats.invalid + stats.retries
 
 
 def _user_feed(cfg: GeneratorConfig, user: SyntheticUser) -> tuple[UserFeed, list[dict[str, Any]]]:
@@ -79,6 +82,7 @@ def generate_truth(cfg: GeneratorConfig) -> Iterator[dict[str, Any]]:
 
 
 def user_events(cfg: GeneratorConfig, index: int) -> list[dict[str, Any]]:
-    """One user's events in event-time order (no late, duplicate or invalid deliveries)."""
+    """One user's events in event-time order (no late, duplicate, invalid or retried
+    deliveries; a cross-device session's second device keeps its skewed ``ts``)."""
     user = SyntheticUser(cfg, index, assign_personas(cfg)[index], cfg.start_ms)
     return _user_feed(cfg, user)[1]

@@ -34,6 +34,9 @@ DEFAULT_MIX: Final[dict[str, float]] = {
 #: The persona names, in the order of :data:`DEFAULT_MIX`.
 PERSONAS: Final = tuple(DEFAULT_MIX)
 
+#: Output orders: delivery order, or grouped by user (stable by delivery order within a user).
+ORDERS: Final = ("time", "user")
+
 # Units of the synthetic timeline (epoch milliseconds).
 MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 3_600_000
@@ -52,6 +55,17 @@ class GeneratorConfig:
     late_share: float = 0.02
     duplicate_share: float = 0.01
     invalid_share: float = 0.0
+    # Real-world delivery (:mod:`~intentstream.stream.synth.realworld`), all off by default.
+    #: Share of events uploaded again later with a new event id (same ts and content).
+    retry_share: float = 0.0
+    #: Share of sessions whose phone events reach the collector hours later, in one burst.
+    flush_share: float = 0.0
+    #: How much later a flushed burst arrives (hours, lowest and highest).
+    flush_hours: tuple[float, float] = (1.0, 48.0)
+    #: Share of sessions that continue on a second device (with its own clock skew).
+    cross_device_share: float = 0.0
+    #: Output order: ``time`` (delivery order) or ``user`` (a dump grouped by user id).
+    order: str = "time"
     #: Persona shares; defaults to :data:`DEFAULT_MIX`.
     mix: tuple[tuple[str, float], ...] = tuple(DEFAULT_MIX.items())
     # The trigger rules the ground truth follows (seconds); by default the defaults
@@ -68,11 +82,16 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         if self.users < 1 or self.days < 1:
             raise ValueError("users and days must be at least 1")
-        for name in ("late_share", "duplicate_share", "invalid_share"):
+        for name in ("late_share", "duplicate_share", "invalid_share", "retry_share", "flush_share", "cross_device_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.late_share + self.duplicate_share > 1.0:
             raise ValueError("late_share + duplicate_share must not exceed 1")
+        lo, hi = self.flush_hours
+        if not 0 < lo <= hi:
+            raise ValueError(f"flush_hours must be 0 < lowest <= highest: {lo}-{hi}")
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}: {self.order!r}")
         if not isinstance(parse_ts(self.start), int):
             raise ValueError(f"start is not ISO-8601 with an offset: {self.start!r}")
         unknown = [name for name, _ in self.mix if name not in PERSONAS]
@@ -109,6 +128,15 @@ class GenerationStats:
     very_late: int = 0
     duplicates: int = 0
     invalid: int = 0
+    #: Real-world delivery: retried uploads (extra lines), offline bursts and the events
+    #: they carried, sessions continued on a second device.
+    retries: int = 0
+    flushes: int = 0
+    flushed: int = 0
+    cross_device: int = 0
+    #: Set from the config: the real-world modes that are on, and the output order.
+    realworld: bool = False
+    order: str = "time"
     personas: dict[str, int] = field(default_factory=dict)
     journeys: dict[str, int] = field(default_factory=dict)
     truth: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -117,12 +145,22 @@ class GenerationStats:
         """The collected ground truth, sorted by user id."""
         return [self.truth[i] for i in sorted(self.truth)]
 
+    def realworld_summary(self) -> str:
+        """The real-world delivery line of :meth:`summary` (empty when every mode is off)."""
+        if not self.realworld and self.order == "time":
+            return ""
+        return (
+            f"real-world delivery: {self.retries} retried uploads (new ids), {self.flushes} offline flushes "
+            f"({self.flushed} events), {self.cross_device} cross-device sessions; order: {self.order}\n"
+        )
+
     def summary(self) -> str:
         personas = ", ".join(f"{name} {n}" for name, n in self.personas.items())
         journeys = ", ".join(f"{name} {n}" for name, n in sorted(self.journeys.items()))
         return (
             f"{self.lines} lines: {self.events} events, {self.late} late ({self.very_late} beyond allowed lateness), "
             f"{self.duplicates} duplicates, {self.invalid} invalid\n"
+            f"{self.realworld_summary()}"
             f"{self.users} users: {personas}\n"
             f"journeys: {journeys or 'none'}"
         )

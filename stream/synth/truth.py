@@ -18,7 +18,9 @@ Truth records (:func:`truth_record`): one per user, with ``user_id``, ``persona`
 ``active_days`` (UTC dates) and ``journeys``: objects with ``journey`` and ``at`` (the key
 event: last add_to_cart, last payment step, kyc_start, payment_success, …), ``due`` for
 timer journeys, and ``last_step``, ``amount``/``currency``, ``channel``,
-``last_active``/``active_days`` where they apply.
+``last_active``/``active_days`` where they apply. With real-world delivery on, the
+record also lists the user's retried uploads, offline flushes and cross-device sessions
+(:mod:`~intentstream.stream.synth.realworld`).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def truth_record(feed: UserFeed, found: list[dict[str, Any]]) -> dict[str, Any]:
     """The truth record of the user behind ``feed``, with the journeys ``found`` in its events."""
     user, journeys = feed.user, feed.journeys
     active = journeys.first is not None
-    return {
+    record = {
         "user_id": user.uid,
         "persona": user.persona,
         "tz": user.tz,
@@ -131,3 +133,6 @@ def truth_record(feed: UserFeed, found: list[dict[str, Any]]) -> dict[str, Any]:
         "active_days": len(journeys.days),
         "journeys": found,
     }
+    if feed.rw is not None:  # the real-world delivery modes that are on
+        record.update(feed.rw.truth())
+    return record

@@ -1,11 +1,27 @@
 """Trigger rules: the moments that matter, detected on event time.
 
-Rules see one user's events in event-time order (after the sessionizer's reorder
-buffer) and that user's closed segments. Deadlines are *event-time timers* kept in the
-user's :class:`TriggerState`; the partition engine indexes each user's earliest deadline
-and calls :meth:`TriggerRules.fire_due` once the partition watermark passes it. A
-timer-fired trigger happens *at its deadline* (``ts_ms`` = deadline), never at the
-moment it was noticed, and nothing here reads a clock, so replay and live agree.
+Rules see one user's events **on arrival**, in the partition's offset order (so a
+trigger the event fires itself is decided at once), and that user's closed segments.
+Deadlines are *event-time timers* kept in the user's :class:`TriggerState`; the
+partition engine indexes each user's earliest deadline and calls
+:meth:`TriggerRules.fire_due` once the user's horizon passes it. A timer-fired trigger
+happens *at its deadline* (``ts_ms`` = deadline), never at the moment it was noticed,
+and nothing here reads a clock, so replay and live agree.
+
+Late-input policy (README, "Late and unordered input"), what makes arrival order safe:
+
+* a journey's deadline runs from its *latest* step (churn: from the user's latest
+  activity): a late step never moves it earlier; a step not later than a deadline that
+  already fired does not fire it again;
+* a step older than the journey's latest goal does not re-open it; a goal cancels the
+  timer unless a step came after it;
+* a timer a late event arms with its deadline already behind the user's horizon waits
+  one allowed lateness of the horizon (the rest of a flushed burst may cancel it), and
+  fires *stale* (recorded, never sent) if the deadline was more than
+  ``late_timer_grace_s`` behind; the same for a ``kyc_rejected`` that late and for the
+  segment triggers of a late run;
+* a ``kyc_rejected`` not later than a KYC outcome already seen (a retry with a new id, a
+  rejection flushed after the approval) does not fire.
 
 Default rules (every number is a ``[triggers]`` setting):
 
@@ -49,113 +65,23 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from intentstream.stream.contract.events import Event
 from intentstream.stream.settings import TriggerSettings, default_settings
+from intentstream.stream.triggers.state import Fired, Timer, TriggerState
 
 DAY_MS = 86_400_000
 
 #: Timer kinds armed by events, and the trigger each fires.
 CART, PAYMENT, KYC, CHURN = "cart", "payment", "kyc", "churn"
 TIMER_TRIGGER = {CART: "cart_abandoned", PAYMENT: "payment_stalled", KYC: "kyc_stalled", CHURN: "churn_risk"}
+CHURN_TRIGGER = TIMER_TRIGGER[CHURN]
 
 ALL_TRIGGERS = (
     "cart_abandoned", "payment_stalled", "kyc_stalled", "kyc_rejected",
     "churn_risk", "first_transaction_nudge", "coupon_interest",
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Fired:
-    """A trigger occurrence: ``evidence`` identifies it (and so its action_id)."""
-
-    trigger: str
-    ts_ms: int
-    evidence: tuple[str, ...]
-    facts: Mapping[str, Any] = field(default_factory=dict)
-    ignored_streak: int = 0
-    #: (behaviour stage, main activity) of the user's latest closed segment when it fired
-    persona: tuple[str, str] | None = None
-
-
-@dataclass(slots=True)
-class Timer:
-    due_ms: int
-    evidence: tuple[str, ...]
-    facts: dict[str, Any]
-
-
-@dataclass(slots=True)
-class TriggerState:
-    """One user's trigger memory; small, and serializable with :meth:`to_dict`."""
-
-    timers: dict[str, Timer] = field(default_factory=dict)
-    cart_items: int = 0
-    days: list[int] = field(default_factory=list)  # distinct UTC day numbers, last N days
-    last_event_ms: int = 0
-    ignored_streak: int = 0
-    dismiss_streak: dict[str, int] = field(default_factory=dict)
-    blocked_until: dict[str, int] = field(default_factory=dict)
-    # action_id -> (feedback deadline, trigger) for messages awaiting an open
-    awaiting: dict[str, tuple[int, str]] = field(default_factory=dict)
-    transacted: bool = False
-    # behaviour stage and main activity of the user's latest closed segment
-    persona: tuple[str, str] | None = None
-
-    def next_due(self) -> int | None:
-        """The earliest deadline of any timer, or None (hot: called per released event)."""
-        best = None
-        for t in self.timers.values():
-            if best is None or t.due_ms < best:
-                best = t.due_ms
-        if self.awaiting:
-            for due, _ in self.awaiting.values():
-                if best is None or due < best:
-                    best = due
-        return best
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.timers:
-            out["t"] = {k: [t.due_ms, list(t.evidence), t.facts] for k, t in self.timers.items()}
-        if self.cart_items:
-            out["c"] = self.cart_items
-        if self.days:
-            out["d"] = self.days
-        if self.last_event_ms:
-            out["l"] = self.last_event_ms
-        if self.ignored_streak:
-            out["i"] = self.ignored_streak
-        if self.dismiss_streak:
-            out["ds"] = self.dismiss_streak
-        if self.blocked_until:
-            out["b"] = self.blocked_until
-        if self.awaiting:
-            out["a"] = {k: [due, trig] for k, (due, trig) in self.awaiting.items()}
-        if self.transacted:
-            out["x"] = 1
-        if self.persona:
-            out["p"] = list(self.persona)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> TriggerState:
-        if not d:
-            return cls()
-        return cls(
-            timers={k: Timer(v[0], tuple(v[1]), dict(v[2])) for k, v in d.get("t", {}).items()},
-            cart_items=d.get("c", 0),
-            days=list(d.get("d", [])),
-            last_event_ms=d.get("l", 0),
-            ignored_streak=d.get("i", 0),
-            dismiss_streak=dict(d.get("ds", {})),
-            blocked_until=dict(d.get("b", {})),
-            awaiting={k: (v[0], v[1]) for k, v in d.get("a", {}).items()},
-            transacted=bool(d.get("x", 0)),
-            persona=tuple(d["p"]) if d.get("p") else None,  # type: ignore[arg-type]
-        )
 
 
 #: Event types whose extra fields (item, currency, feedback references) the rules read.
@@ -192,10 +118,33 @@ def _facts(extra: Mapping[str, Any], amount: float | None) -> dict[str, Any]:
 class TriggerRules:
     """Pure rule logic over a :class:`TriggerState`; see the module docstring."""
 
-    def __init__(self, config: TriggerSettings | None = None) -> None:
-        """``config``: the ``[triggers]`` settings (default: the defaults file's)."""
-        self.cfg = config or default_settings().triggers
-        self.enabled = frozenset(self.cfg.enabled)
+    def __init__(self, config: TriggerSettings | None = None, lateness_ms: int | None = None) -> None:
+        """``config``: the ``[triggers]`` settings (default: the defaults file's);
+        ``lateness_ms``: the sessions' allowed lateness (how long a timer that a late event
+        armed waits for the rest of its burst; default: the defaults file's)."""
+        self.cfg = cfg = config or default_settings().triggers
+        if lateness_ms is None:
+            lateness_ms = default_settings().sessions.allowed_lateness_s * 1000
+        self.lateness_ms = lateness_ms
+        self.enabled = frozenset(cfg.enabled)
+        self.grace_ms = cfg.late_timer_grace_s * 1000
+        #: timer kind -> its window (the deadline is the journey's latest step + window)
+        self.window_ms = {
+            CART: cfg.cart_abandon_s * 1000, PAYMENT: cfg.payment_stall_s * 1000,
+            KYC: cfg.kyc_stall_s * 1000, CHURN: cfg.churn_silence_s * 1000,
+        }  # fmt: skip
+        #: trigger -> how far before its decision a goal still contradicts it (0: never)
+        self.premise_ms = {TIMER_TRIGGER[k]: w for k, w in self.window_ms.items()}
+        goals: dict[str, set[str]] = {}
+        for trigger, types in cfg.goals.items():
+            for typ in types:
+                goals.setdefault(typ, set()).add(trigger)
+        self._any_goal = frozenset(goals.pop("*", ()))
+        self._goal_triggers = {typ: frozenset(ts) | self._any_goal for typ, ts in goals.items()}
+
+    def goal_of(self, event_type: str) -> frozenset[str]:
+        """The triggers for which an event of this type is a goal (``[triggers.goals]``)."""
+        return self._goal_triggers.get(event_type, self._any_goal)
 
     # ------------------------------------------------------------------ events
     def on_event(self, st: TriggerState, ev: Event) -> list[Fired]:
@@ -206,44 +155,43 @@ class TriggerRules:
         return fired + self.on_fields(st, ev.ts_ms, ev.event_id, ev.type, ev.amount, trigger_extra(ev))
 
     def on_fields(
-        self, st: TriggerState, ms: int, event_id: str, t: str, amount: float | None, extra: Mapping[str, Any] | None
-    ) -> list[Fired]:
-        """:meth:`on_event` on the fields the sessionizer keeps (``extra``: see
-        :func:`trigger_extra`), once deadlines before ``ms`` have fired (the sessionizer
-        settles them first). Returns the triggers fired at once (kyc_rejected)."""
-        cfg = self.cfg
+        self, st: TriggerState, ms: int, event_id: str, t: str, amount: float | None,
+        extra: Mapping[str, Any] | None, horizon: int | None = None,
+    ) -> list[Fired]:  # fmt: skip
+        """:meth:`on_event` on an event's fields (``extra``: see :func:`trigger_extra`),
+        once the deadlines the user's horizon has passed have fired (the engine settles
+        them first). ``horizon``: the user's horizon when the event arrived; an event
+        older than it is *late* (see the late-input policy). Returns the triggers fired
+        at once (kyc_rejected)."""
         extra = extra or {}
         fired: list[Fired] = []
-        self._note_activity(st, ms)
+        self._note_activity(st, ms, event_id)
 
         if t == "add_to_cart":
             st.cart_items += 1
-            prev = st.timers.get(CART)
-            evidence = ((prev.evidence if prev else ()) + (event_id,))[-5:]
-            self._arm(st, CART, ms + cfg.cart_abandon_s * 1000, evidence, _facts(extra, amount))
+            self._step(st, CART, ms, event_id, _facts(extra, amount), horizon)
         elif t == "remove_from_cart":
             st.cart_items = max(0, st.cart_items - 1)
             if st.cart_items == 0:
                 st.timers.pop(CART, None)
         if t in ("checkout_start", "payment_success"):
-            st.timers.pop(CART, None)
+            self._goal(st, CART, ms)
             st.cart_items = 0
         if t in ("checkout_start", "payment_submit", "payment_fail"):
-            prev = st.timers.get(PAYMENT)
-            facts = {**(prev.facts if prev else {}), **_facts(extra, amount)}
-            evidence = ((prev.evidence if prev else ()) + (event_id,))[-5:]
-            self._arm(st, PAYMENT, ms + cfg.payment_stall_s * 1000, evidence, facts)
+            self._step(st, PAYMENT, ms, event_id, _facts(extra, amount), horizon, merge_facts=True)
         elif t == "payment_success":
-            st.timers.pop(PAYMENT, None)
-            st.transacted = True
+            self._goal(st, PAYMENT, ms)
+            if st.transacted_ms is None or ms < st.transacted_ms:
+                st.transacted_ms = ms  # event time: a segment that ended before it still counts as never transacted
         if t in ("kyc_start", "kyc_submit"):
-            prev = st.timers.get(KYC)
-            evidence = ((prev.evidence if prev else ()) + (event_id,))[-5:]
-            self._arm(st, KYC, ms + cfg.kyc_stall_s * 1000, evidence, {"step": t})
+            self._step(st, KYC, ms, event_id, {"step": t}, horizon)
         elif t in ("kyc_approved", "kyc_rejected"):
-            st.timers.pop(KYC, None)
-            if t == "kyc_rejected":
-                fired += self._fire(st, Fired("kyc_rejected", ms, (event_id,), _facts(extra, amount)))
+            # the same moment again (an upload retried with a new id), or older than an
+            # outcome already seen (a rejection flushed after the approval): not news
+            superseded = st.goals.get(KYC, -1) >= ms
+            self._goal(st, KYC, ms)
+            if t == "kyc_rejected" and not superseded:
+                fired += self._fire(st, Fired("kyc_rejected", ms, (event_id,), _facts(extra, amount), stale=self._stale(ms, horizon)))
         elif t in ("message_open", "message_click"):
             aid = extra.get("action_id", "")
             trig = self._feedback_trigger(st, aid, extra)
@@ -258,30 +206,79 @@ class TriggerRules:
             if trig:
                 n = st.dismiss_streak.get(trig, 0) + 1
                 st.dismiss_streak[trig] = n
-                if n >= cfg.dismiss_streak_block:
-                    st.blocked_until[trig] = ms + cfg.dismiss_block_s * 1000
+                if n >= self.cfg.dismiss_streak_block:
+                    st.blocked_until[trig] = ms + self.cfg.dismiss_block_s * 1000
                     st.dismiss_streak.pop(trig)
 
-        # churn: re-armed by every event of a user active on enough distinct days
-        if len(st.days) >= cfg.churn_min_active_days:
+        # churn: the user's latest activity + the silence, whatever order events come in
+        if len(st.days) >= self.cfg.churn_min_active_days:
+            due = st.last_event_ms + self.window_ms[CHURN]
             churn = st.timers.get(CHURN)
             if churn is None:
-                self._arm(st, CHURN, ms + cfg.churn_silence_s * 1000, (event_id,), {"active_days": len(st.days)})
+                if CHURN_TRIGGER in self.enabled and due > st.fired.get(CHURN, -1):
+                    st.timers[CHURN] = self._timer(due, (st.last_event_id,), {"active_days": len(st.days)}, horizon)
             else:  # hot path: most events of active users land here; no new objects
-                churn.due_ms = ms + cfg.churn_silence_s * 1000
-                churn.evidence = (event_id,)
+                if due > churn.due_ms:
+                    churn.due_ms = due
+                    churn.stale = self._stale(due, horizon)
+                    churn.not_before = self._not_before(due, horizon)
+                churn.evidence = (st.last_event_id,)
                 churn.facts["active_days"] = len(st.days)
         return fired
 
-    def _note_activity(self, st: TriggerState, ms: int) -> None:
-        st.last_event_ms = max(st.last_event_ms, ms)
+    def _note_activity(self, st: TriggerState, ms: int, event_id: str) -> None:
+        if ms > st.last_event_ms or (ms == st.last_event_ms and event_id > st.last_event_id):
+            st.last_event_ms, st.last_event_id = ms, event_id
         day = ms // DAY_MS
         if day not in st.days:
             st.days.append(day)
             st.days.sort()
-        horizon = day - self.cfg.churn_lookback_days + 1
+        horizon = st.last_event_ms // DAY_MS - self.cfg.churn_lookback_days + 1
         if st.days and st.days[0] < horizon:
             st.days = [d for d in st.days if d >= horizon]
+
+    def _timer(self, due: int, evidence: tuple[str, ...], facts: dict[str, Any], horizon: int | None) -> Timer:
+        return Timer(due, evidence, facts, self._stale(due, horizon), self._not_before(due, horizon))
+
+    def _not_before(self, deadline: int, horizon: int | None) -> int:
+        """A deadline already behind the horizon (a late event armed it) waits until the
+        horizon has moved one allowed lateness further: the rest of its burst first."""
+        return horizon + self.lateness_ms if horizon is not None and deadline < horizon else 0
+
+    def _stale(self, deadline: int, horizon: int | None) -> bool:
+        """A moment already further behind the user's horizon than the grace when a late
+        event revealed it (``[triggers] late_timer_grace_s``)."""
+        return horizon is not None and deadline + self.grace_ms < horizon
+
+    def _step(
+        self, st: TriggerState, kind: str, ms: int, event_id: str, facts: dict[str, Any], horizon: int | None,
+        merge_facts: bool = False,
+    ) -> None:  # fmt: skip
+        """A step of a journey at ``ms`` (re)arms its timer at the *latest* step + window.
+        A late step never pulls the deadline back, a step older than the journey's
+        latest goal does not re-open it, and one whose deadline is not after the one that
+        already fired (an older step, a retry) does not fire the journey again."""
+        window = self.window_ms[kind]
+        if TIMER_TRIGGER[kind] not in self.enabled or st.goals.get(kind, -1) > ms or st.fired.get(kind, -1) >= ms + window:
+            return
+        prev = st.timers.get(kind)
+        due = ms + window
+        if prev is not None:
+            if prev.due_ms > due:
+                due = prev.due_ms
+            if merge_facts:
+                facts = {**prev.facts, **facts} if prev.due_ms <= ms + window else {**facts, **prev.facts}
+        evidence = ((prev.evidence if prev else ()) + (event_id,))[-5:]
+        st.timers[kind] = self._timer(due, evidence, facts, horizon)
+
+    def _goal(self, st: TriggerState, kind: str, ms: int) -> None:
+        """The journey's goal at ``ms``: cancels its timer unless a step came after the goal
+        (the user started over); remembered, so older steps arriving late stay closed."""
+        timer = st.timers.get(kind)
+        if timer is not None and ms >= timer.due_ms - self.window_ms[kind]:
+            del st.timers[kind]
+        if ms > st.goals.get(kind, -1):
+            st.goals[kind] = ms
 
     @staticmethod
     def _feedback_trigger(st: TriggerState, aid: str, extra: Mapping[str, Any]) -> str | None:
@@ -289,35 +286,34 @@ class TriggerRules:
             return st.awaiting[aid][1]
         return extra.get("trigger")
 
-    def _arm(self, st: TriggerState, kind: str, due: int, evidence: tuple[str, ...], facts: dict[str, Any]) -> None:
-        if TIMER_TRIGGER[kind] in self.enabled:
-            st.timers[kind] = Timer(due, evidence, facts)
-
     def _fire(self, st: TriggerState, f: Fired) -> list[Fired]:
         if f.trigger not in self.enabled:
             return []
         if st.blocked_until.get(f.trigger, -1) > f.ts_ms:
             return []
-        return [Fired(f.trigger, f.ts_ms, f.evidence, f.facts, st.ignored_streak, st.persona)]
+        return [Fired(f.trigger, f.ts_ms, f.evidence, f.facts, st.ignored_streak, st.persona, f.stale)]
 
     # ---------------------------------------------------------------- segments
-    def on_segment(self, st: TriggerState, seg: Any) -> list[Fired]:
-        """Persona-driven triggers from a closed segment (an IntentSegment)."""
+    def on_segment(self, st: TriggerState, seg: Any, horizon: int | None = None) -> list[Fired]:
+        """Persona-driven triggers from a closed segment (an IntentSegment). A segment of
+        late events only (``late_flush``) whose end is more than the grace behind the
+        ``horizon`` that closed it fires its triggers as stale."""
         cfg, fired = self.cfg, []
+        stale = seg.closed_by == "late_flush" and self._stale(seg.end_ms, horizon)
         st.persona = (seg.behaviour_stage, seg.main_activity)
-        never_transacted = not st.transacted and seg.transaction_status != "completed"
+        never_transacted = (st.transacted_ms is None or st.transacted_ms > seg.end_ms) and seg.transaction_status != "completed"
         if (
             never_transacted
             and seg.intent_strength >= cfg.nudge_min_strength
             and seg.behaviour_stage in ("exploring", "considering")
         ):
-            fired += self._fire(st, Fired("first_transaction_nudge", seg.end_ms, (seg.segment_id,)))
+            fired += self._fire(st, Fired("first_transaction_nudge", seg.end_ms, (seg.segment_id,), stale=stale))
         if (
             seg.main_activity == "coupon_oriented"
             and seg.intent_strength >= cfg.coupon_min_strength
             and seg.transaction_status != "completed"
         ):
-            fired += self._fire(st, Fired("coupon_interest", seg.end_ms, (seg.segment_id,)))
+            fired += self._fire(st, Fired("coupon_interest", seg.end_ms, (seg.segment_id,), stale=stale))
         return fired
 
     # ------------------------------------------------------------------ timers
@@ -328,17 +324,18 @@ class TriggerRules:
         the ignored streak as of its own deadline.
         """
         due: list[tuple[int, int, str]] = [
-            (t.due_ms, 1, kind) for kind, t in st.timers.items() if t.due_ms <= watermark_ms
+            (t.fire_at, 1, kind) for kind, t in st.timers.items() if t.fire_at <= watermark_ms
         ]
         due += [(d, 0, aid) for aid, (d, _trig) in st.awaiting.items() if d <= watermark_ms]
         fired: list[Fired] = []
-        for due_ms, is_timer, name in sorted(due):
+        for _, is_timer, name in sorted(due):
             if not is_timer:
                 del st.awaiting[name]
                 st.ignored_streak += 1
                 continue
-            timer = st.timers.pop(name)
-            fired += self._fire(st, Fired(TIMER_TRIGGER[name], due_ms, timer.evidence, timer.facts))
+            timer = st.timers.pop(name)  # fires dated at its deadline, even if it waited for a late burst
+            st.fired[name] = timer.due_ms
+            fired += self._fire(st, Fired(TIMER_TRIGGER[name], timer.due_ms, timer.evidence, timer.facts, stale=timer.stale))
         return fired
 
     def on_delivery(self, st: TriggerState, action_id: str, trigger: str, delivery_ms: int) -> None:

@@ -21,10 +21,12 @@ import pytest
 
 from intentstream.agents import topic_names
 from intentstream.agents.commands import pacing, replay, stats, tail
-from intentstream.agents.commands.progress import Progress
+from intentstream.stream.cli.progress import Progress
 from intentstream.agents.kafka import kafka_python_options
 from intentstream.stream import codec
 from intentstream.stream.contract.events import REASONS, Event, parse_event
+from intentstream.stream.cli.offline_files import measured_lines
+from intentstream.stream.engine.disorder import DisorderError
 from intentstream.stream.synth.clickstream import generate_lines
 from intentstream.stream.synth.config import GeneratorConfig
 from intentstream.stream.settings import load_settings
@@ -198,6 +200,36 @@ def test_replay_missing_file_exits_2(capsys):
     assert "cannot read" in capsys.readouterr().err
 
 
+def _by_user(lines: list[bytes]) -> list[bytes]:
+    """A dump grouped by user (``SELECT ... ORDER BY user_id``): the valid lines only."""
+    events = [(parse_event(raw), raw) for raw in lines]
+    return [raw for ev, raw in sorted(((ev, raw) for ev, raw in events if isinstance(ev, Event)), key=lambda p: p[0].user_id)]
+
+
+def test_replay_holds_back_a_dump_until_the_disorder_verdict():
+    """No Kafka needed: the reader stops before a single line of a dump is handed on."""
+    lines = [line.rstrip(b"\n") for line in generate_lines(GeneratorConfig(users=60, days=2, seed=3))]
+    settings = load_settings(env={})
+    replayer = replay.Replayer(settings, replay.ReplayOptions(), producer=None, partitions=3, progress=None)
+    handed_on = []
+    with pytest.raises(DisorderError) as exc:
+        for item in measured_lines(enumerate(_by_user(lines), 1), replayer.disorder):
+            handed_on.append(item)
+    assert handed_on == [] and exc.value.events == settings.events.late_share_min_events
+    ordered = replay.Replayer(settings, replay.ReplayOptions(), producer=None, partitions=3, progress=None)
+    assert [raw for _, raw, _ in measured_lines(enumerate(lines, 1), ordered.disorder)] == lines  # all, in file order
+    allowed = replay.Replayer(settings, replay.ReplayOptions(allow_disorder=True), producer=None, partitions=3, progress=None)
+    assert len(list(measured_lines(enumerate(_by_user(lines), 1), allowed.disorder))) == len(_by_user(lines))
+    assert allowed.disorder.tripped is not None
+
+
+def test_replay_takes_the_order_flags_in_both_modes():
+    args = parser().parse_args(["replay", "f.jsonl", "--to-kafka", "--sort", "--allow-disorder"])
+    assert args.sort and args.allow_disorder
+    args = parser().parse_args(["replay", "f.jsonl", "--offline", "--out", "d.jsonl", "--sort"])
+    assert args.sort and not args.allow_disorder
+
+
 # --------------------------------------------------------------------------- unit: stats board
 
 
@@ -336,6 +368,34 @@ def test_replay_rate_cap_and_no_dead_letter(stack, make_topics, tmp_path, monkey
     out = capsys.readouterr().out
     assert f"lines      {len(lines)}" in out
     assert f"invalid    {n_invalid} skipped (--no-dead-letter)" in out
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_replay_of_a_dump_stops_before_sending_and_sort_sends_it_in_time_order(stack, kafka_admin, make_topics, tmp_path, monkeypatch, capsys):
+    click, dlq = make_topics({"click": 3, "dlq": 1})
+    _keep_forever(kafka_admin, click, dlq)
+    monkeypatch.setenv("INTENTSTREAM_KAFKA__BOOTSTRAP_SERVERS", stack.kafka_bootstrap)
+    monkeypatch.setenv("INTENTSTREAM_TOPICS__DEAD_LETTER", dlq)
+    path = tmp_path / "dump.jsonl"
+    dump = _by_user(_write(path, GeneratorConfig(users=60, days=2, seed=3)))
+    path.write_bytes(b"".join(raw + b"\n" for raw in dump))
+
+    from intentstream.stream.cli import main
+
+    assert main(["replay", str(path), "--to-kafka", "--topic", click]) == 2
+    err = capsys.readouterr().err
+    assert "ordered by user, not by time" in err and "--sort" in err and "Traceback" not in err
+    settings = load_settings()
+    assert _read_all(settings, click) == []  # held back: nothing sent
+
+    assert main(["replay", str(path), "--to-kafka", "--topic", click, "--sort"]) == 0
+    records = _read_all(settings, click)
+    assert sorted(r.value for r in records) == sorted(dump)
+    for p in {r.partition for r in records}:  # each partition in event-time order
+        times = [r.timestamp for r in records if r.partition == p]
+        assert times == sorted(times)
+    capsys.readouterr()
 
 
 @pytest.mark.integration

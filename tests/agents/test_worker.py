@@ -10,6 +10,7 @@ restart in the middle of the run.
 
 from __future__ import annotations
 
+import bisect
 import os
 import signal
 import socket
@@ -18,12 +19,15 @@ import sys
 import time
 import uuid
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from intentstream.stream import codec
+from intentstream.stream.contract.events import Event, format_ts, parse_event
 from intentstream.stream.synth.clickstream import generate_lines
 from intentstream.stream.synth.config import GeneratorConfig
 from intentstream.stream.engine.offline import OfflineRunner
@@ -86,6 +90,13 @@ class Deployment:
         return subprocess.run(
             [sys.executable, "-m", "intentstream.stream.cli", *args], env=self.env, cwd=ROOT,
             capture_output=True, text=True, timeout=timeout, check=True,
+        )  # fmt: skip
+
+    def replay_in_background(self, path: Path, rate: int) -> subprocess.Popen:
+        """``intentstream replay PATH --to-kafka --rate RATE`` running while the test goes on."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "intentstream.stream.cli", "replay", str(path), "--to-kafka", "--rate", str(rate)],
+            env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
     def start_worker(self) -> subprocess.Popen:
@@ -163,15 +174,15 @@ def assert_same_as_offline(d: Deployment, expected: dict[str, list[bytes]]) -> N
     ids = Counter(codec.loads(v)["segment_id"] for v in values(segments))
     assert [i for i, n in ids.items() if n > 1] == [], "segments published twice"
     assert sorted(values(segments)) == sorted(want_segments), d.logs()
-    actions = Counter(codec.loads(v)["action_id"] for v in values(audit))
-    assert [i for i, n in actions.items() if n > 1] == [], "decisions published twice"
+    # one record per action and kind: a decision, its release or cancellation, a correction
+    kinds = Counter((x["action_id"], x.get("status", "correction")) for x in map(codec.loads, values(audit)))
+    assert [k for k, n in kinds.items() if n > 1] == [], "audit records published twice"
     assert sorted(values(audit)) == sorted(want_audit)
-    # deliveries: one record per sent/deferred decision on actions.<channel>, keyed by user
-    sent = [codec.loads(v) for v in want_audit if codec.loads(v)["status"] in ("sent", "deferred")]
-    by_channel = Counter(d["channel"] for d in sent)
-    for channel, n in by_channel.items():
-        records = d.read(d.topics["actions_prefix"] + channel)
-        assert len(records) == n, channel
+    # deliveries: what is sent now and held messages released at their send time, once each,
+    # keyed by user; never a deferred or cancelled one
+    for topic in [t for t in expected if t.startswith("actions.") and t != "actions.audit"]:
+        records = d.read(d.topics["actions_prefix"] + topic.removeprefix("actions."))
+        assert sorted(values(records)) == sorted(expected[topic]), topic
         assert all(r.key == codec.loads(r.value)["user_id"].encode() for r in records)
 
 
@@ -216,10 +227,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(deployment
     path, expected = trace
     d = deployment
     first = d.start_worker()
-    replay = subprocess.Popen(
-        [sys.executable, "-m", "intentstream.stream.cli", "replay", str(path), "--to-kafka", "--rate", "4000"],
-        env=d.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    replay = d.replay_in_background(path, rate=4000)
     try:
         d.wait_for(d.topics["segments"], 200, timeout=90)  # well into the stream
         os.killpg(first.pid, signal.SIGKILL)
@@ -232,14 +240,78 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(deployment
         replay.wait(120)
 
 
+def local_ms(tz: str, text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz)).timestamp() * 1000)
+
+
+def with_held_and_corrected(lines: list[bytes]) -> list[bytes]:
+    """The generated trace plus hand-made users, each delivered at its moment of the
+    stream: carts abandoned at 00:05 local in three zones (deferred by quiet hours to
+    08:00), then released, or cancelled by a payment or an unsubscribe at 07:03; and
+    day-time carts whose payment turns up six hours late, after the message (a correction)."""
+    extra: list[tuple[int, dict]] = []  # (delivered at, event)
+    zones = ("Asia/Shanghai", "America/New_York", "Europe/Berlin")
+    start = TRACE.start_ms
+    for i in range(24):
+        user, tz = f"held-{i}", zones[i % 3]
+        day = format_ts(start + (1 + i % 7) * 86_400_000)[:10]
+        fate = i % 4
+        if fate == 3:  # day time in UTC: sent, then a late payment from before the decision
+            cart = start + (1 + i % 7) * 86_400_000 + 12 * 3_600_000
+            extra.append((cart, {"event_id": f"{user}-c", "user_id": user, "ts": cart, "type": "add_to_cart"}))
+            extra.append((cart + 6 * 3_600_000, {"event_id": f"{user}-p", "user_id": user, "ts": cart + 20 * 60_000, "type": "payment_success"}))
+            continue
+        cart = local_ms(tz, f"{day}T23:35")
+        extra.append((cart, {"event_id": f"{user}-c", "user_id": user, "ts": cart, "type": "add_to_cart", "tz": tz}))
+        then = cart + (7 * 60 + 28) * 60_000  # 07:03 local (no DST change in January)
+        if fate == 1:
+            extra.append((then, {"event_id": f"{user}-p", "user_id": user, "ts": then, "type": "payment_success", "tz": tz}))
+        elif fate == 2:
+            extra.append((then, {"event_id": f"{user}-u", "user_id": user, "ts": then, "type": "unsubscribe", "tz": tz, "props": {"channel": "push"}}))
+    # delivery order of the generated lines: their running maximum event time
+    clock, high = [], 0
+    for raw in lines:
+        ev = parse_event(raw)
+        high = max(high, ev.ts_ms) if type(ev) is Event else high
+        clock.append(high)
+    out = list(lines)
+    for at, ev in sorted(extra, key=lambda x: x[0], reverse=True):
+        out.insert(bisect.bisect_right(clock, at), codec.dumps(ev) + b"\n")
+    return out
+
+
+def test_held_released_cancelled_and_corrected_across_sigkills(deployment, tmp_path):
+    """Deferred messages held and then released or cancelled, and corrections, with the
+    worker killed twice mid-stream: actions.* and the audit equal the offline run."""
+    lines = with_held_and_corrected(list(generate_lines(TRACE)))
+    path = tmp_path / "held.jsonl"
+    path.write_bytes(b"".join(lines))
+    expected: dict[str, list[bytes]] = {}
+    for topic, value in OfflineRunner().run(enumerate(lines)):
+        expected.setdefault(topic, []).append(value)
+    audit = [codec.loads(v) for v in expected["actions.audit"]]
+    outcomes = Counter(x.get("reason", "correction") if x.get("status") != "sent" else "sent" for x in audit if x["user_id"].startswith("held-"))
+    assert outcomes["quiet_hours"] >= 15 and outcomes["goal_reached"] >= 5 and outcomes["opt_out"] >= 5 and outcomes["correction"] >= 5
+    assert sum(1 for x in audit if x["user_id"].startswith("held-") and x.get("status") == "sent" and x["send_at"]) >= 5  # released
+    d = deployment
+    worker = d.start_worker()
+    replay = d.replay_in_background(path, rate=3000)
+    try:
+        for share in (3, 2):  # kill -9 a third of the way in, then two thirds
+            d.wait_for(d.topics["audit"], len(audit) // share, timeout=90)
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+            worker = d.start_worker()
+        assert_same_as_offline(d, expected)
+    finally:
+        replay.wait(120)
+
+
 def test_redis_restart_mid_run_is_waited_out(deployment, trace):
     path, expected = trace
     d = deployment
     d.start_worker()
-    replay = subprocess.Popen(
-        [sys.executable, "-m", "intentstream.stream.cli", "replay", str(path), "--to-kafka", "--rate", "4000"],
-        env=d.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    replay = d.replay_in_background(path, rate=4000)
     try:
         d.wait_for(d.topics["segments"], 200, timeout=90)
         with d.stack.redis_stopped():

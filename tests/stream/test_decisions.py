@@ -14,10 +14,11 @@ from intentstream.stream.decisions.decider import Decider, TriggerHit, build_dec
 from intentstream.stream.decisions.contract import REASONS, STATUSES, BehaviourPersona, Decision, action_id
 from intentstream.stream.contract.events import parse_ts
 from intentstream.stream.decisions.fatigue import FatigueLedger, in_holdout
-from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Limits, Verdict
+from intentstream.stream.settings import FatigueSettings
+from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Verdict
 from intentstream.stream.state.memory import MemoryLedgerStore
 from intentstream.stream.decisions.strategies import load_catalogue
-from intentstream.stream.triggers.rules import Fired
+from intentstream.stream.triggers.state import Fired
 
 KEYS = {
     "action_id", "user_id", "trigger", "channel", "status", "reason", "decided_at", "send_at",
@@ -37,7 +38,7 @@ CATALOGUE = load_catalogue()
 
 
 def decider(holdout_share: float = 0.0) -> Decider:
-    return Decider(CATALOGUE, FatigueLedger(MemoryLedgerStore(), holdout_share=holdout_share))
+    return Decider(CATALOGUE, FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=holdout_share)))
 
 
 def hit(trigger="cart_abandoned", at=T0, evidence=("e1",), user="u1", **kw) -> TriggerHit:
@@ -74,7 +75,7 @@ def test_to_dict_has_a_stable_key_set_for_every_status():
         seen[(o.status, o.reason)] = o
     held = Decider(CATALOGUE, FatigueLedger(MemoryLedgerStore())).decide(hit(user=user)).decision
     seen[(held.status, held.reason)] = held
-    capped = Decider(CATALOGUE, FatigueLedger(MemoryLedgerStore(), Limits(channel_cap=0), holdout_share=0.0))
+    capped = Decider(CATALOGUE, FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(channel_cap=0, holdout_share=0.0)))
     o = capped.decide(hit()).decision
     seen[(o.status, o.reason)] = o
     assert set(seen) == {("sent", None), ("suppressed", "cooldown"), ("deferred", "quiet_hours"),
@@ -95,7 +96,7 @@ def test_decision_validates_status_and_reason():
         Decision(status="sent", reason="cooldown", **base)
     with pytest.raises(ValueError, match="unknown reason"):
         Decision(status="suppressed", reason="tired", **base)
-    assert set(STATUSES) == {"sent", "deferred", "suppressed", "holdout"}
+    assert set(STATUSES) == {"sent", "deferred", "cancelled", "suppressed", "holdout"}
     assert {"fatigue_cap", "cooldown", "quiet_hours", "opt_out", "holdout"} <= set(REASONS)
 
 

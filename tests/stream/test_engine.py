@@ -124,7 +124,7 @@ def test_kill_in_the_commit_then_restart_gives_the_clean_output(crash_at, after)
 def test_commit_then_crash_before_the_outbox_ack_keeps_the_outbox():
     store = MemorySessionStore()
     eng = PartitionEngine(store, 0)
-    lines = [e("a", 0, user="x"), e("b", 1, user="x"), e("c", 60, user="y")]
+    lines = [e("a", 0, user="x"), e("b", 1, user="x"), e("c", 60, user="y"), e("d", 60, user="z")]  # y and z: the watermark
     r = eng.process(batches(lines, 10)[0])
     assert [s.user_id for s in r.segments] == ["x"]
     # kill -9 here: committed, not published
@@ -161,9 +161,12 @@ def test_a_partial_write_is_redone_per_user():
 def test_an_idle_users_session_is_closed_by_other_users_events():
     eng = PartitionEngine(MemorySessionStore(), 0)
     eng.process([(0, e("a", 0, user="gone")), (1, e("b", 1, user="gone"))])
-    r = eng.process([(2, e("x", 20, user="busy"))])
+    r = eng.process([(2, e("x", 20, user="busy")), (3, e("x2", 20, user="busy2"))])
     assert r.segments == []
-    r = eng.process([(3, e("y", 36.1, user="busy"))])  # watermark 31.1 min > 1 + 30
+    # two users are needed to move the watermark ([events] watermark_quorum = 2)
+    r = eng.process([(4, e("y", 36.1, user="busy"))])
+    assert r.segments == []
+    r = eng.process([(5, e("y2", 36.1, user="busy2"))])  # watermark 31.1 min > 1 + 30
     assert [(s.user_id, s.closed_by, s.interactions) for s in r.segments] == [("gone", "inactivity", 2)]
     assert r.watermark == T0 + round(31.1 * MIN)
 
@@ -209,7 +212,7 @@ def test_rejections_are_counted_and_dead_lettered():
 
 def test_counters():
     eng = PartitionEngine(MemorySessionStore(), 0)
-    lines = [e("a", 0), e("a", 0), e("b", 10), e("c", 1), e("d", 50, user="v")]
+    lines = [e("a", 0), e("a", 0), e("b", 10), e("c", 1), e("d", 50, user="v"), e("f", 50, user="w")]
     r = eng.process(batches(lines, 10)[0])
-    assert (r.counters["events"], r.counters["duplicates"], r.counters["late"], r.counters["segments"]) == (5, 1, 1, 1)
-    assert r.offset == 4 and eng.meta.hi == 4
+    assert (r.counters["events"], r.counters["duplicates"], r.counters["late"], r.counters["segments"]) == (6, 1, 1, 1)
+    assert r.offset == 5 and eng.meta.hi == 5

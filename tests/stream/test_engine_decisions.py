@@ -38,14 +38,21 @@ def test_every_trigger_fires_and_decisions_follow_the_contract(reference):
     by_trigger = Counter(d["trigger"] for d in ds)
     for trigger in ("cart_abandoned", "payment_stalled", "kyc_stalled", "kyc_rejected", "churn_risk", "first_transaction_nudge", "coupon_interest"):
         assert by_trigger[trigger] > 0, trigger
-    assert len({d["action_id"] for d in ds}) == len(ds)  # one decision per action
+    by_action: dict[str, list[str]] = {}
+    for d in ds:
+        by_action.setdefault(d["action_id"], []).append(d["status"])
+    # one decision per action; a deferred one is followed by its release or cancellation
+    for aid, statuses_of in by_action.items():
+        assert statuses_of in (["sent"], ["suppressed"], ["holdout"], ["deferred"], ["deferred", "sent"], ["deferred", "cancelled"]), (aid, statuses_of)
     statuses = Counter(d["status"] for d in ds)
     assert statuses["sent"] and statuses["deferred"] and statuses["suppressed"] and statuses["holdout"]
+    released = [d for d in ds if d["status"] == "sent" and d["send_at"] is not None]
+    assert released and all(d["send_at"] > d["decided_at"] for d in released)
     for d in ds:
         assert set(d) == {"action_id", "user_id", "trigger", "channel", "status", "reason", "decided_at",
                           "send_at", "fallback_from", "persona", "strategy", "evidence"}  # fmt: skip
         assert (d["reason"] is None) == (d["status"] == "sent")
-        assert (d["send_at"] is not None) == (d["status"] == "deferred") or d["status"] == "holdout"
+        assert (d["send_at"] is not None) == (d["status"] in ("deferred", "cancelled") or d in released) or d["status"] == "holdout"
 
 
 def test_planted_journeys_are_caught(reference):
@@ -69,20 +76,32 @@ def test_planted_journeys_are_caught(reference):
     assert caught / planted >= 0.95, (caught, planted)
 
 
-def test_crash_after_deciding_before_commit_gives_the_same_decisions():
-    """kill -9 after the ledger recorded decisions but before the state commit: the
-    redelivered batch fires the same triggers, the ledger returns the same decisions."""
+#: the first commit whose outbox has such an entry dies
+CRASH_POINTS = {
+    "any decision": lambda e: e.topic == "actions.audit",
+    "a deferred decision": lambda e: e.id.endswith(":audit") and b'"status":"deferred"' in e.value,
+    "the release of a held one": lambda e: e.id.endswith(":audit:released"),
+}
+
+
+@pytest.mark.parametrize("point", sorted(CRASH_POINTS))
+def test_crash_after_deciding_before_commit_gives_the_same_decisions(point):
+    """kill -9 after the ledger recorded decisions but before the state commit — in a step
+    that decides, defers or releases a held message: the redelivered batch fires the
+    same triggers, the ledger returns the same decisions, the same held ones are
+    released; actions.* and the audit get the same records."""
     lines = list(iter_lines(iter(LINES)))[:6000]
     whole = PartitionEngine(MemorySessionStore(), 0)
     whole.process([(i, raw) for i, raw in lines])
     whole.advance_to(1 << 60)
-    want = sorted(e.value for e in whole.pending_outbox() if e.topic == "actions.audit")
+    want = sorted((e.topic, e.id, e.value) for e in whole.pending_outbox() if e.topic.startswith("actions."))
+    crash_at = CRASH_POINTS[point]
 
     class Dies(MemorySessionStore):
         armed = False
 
         def commit(self, partition, batch):
-            if self.armed and any(e.topic == "actions.audit" for e in batch.outbox):
+            if self.armed and any(crash_at(e) for e in batch.outbox):
                 self.armed = False
                 raise RuntimeError("kill -9")
             super().commit(partition, batch)
@@ -90,7 +109,6 @@ def test_crash_after_deciding_before_commit_gives_the_same_decisions():
     store = Dies()
     store.armed = True
     eng = PartitionEngine(store, 0)
-    got: list[bytes] = []
     batches = [lines[i : i + 400] for i in range(0, len(lines), 400)]
     i = 0
     while i < len(batches):
@@ -101,5 +119,6 @@ def test_crash_after_deciding_before_commit_gives_the_same_decisions():
             continue
         i += 1
     eng.advance_to(1 << 60)
-    got = sorted(e.value for e in eng.pending_outbox() if e.topic == "actions.audit")
+    assert not store.armed, "never crashed"
+    got = sorted((e.topic, e.id, e.value) for e in eng.pending_outbox() if e.topic.startswith("actions."))
     assert got == want

@@ -18,7 +18,7 @@ from intentstream.stream.contract.events import format_ts, parse_ts
 from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, QuietHours, in_holdout
 from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Limits, window_fits
 from intentstream.stream.state.memory import MemoryLedgerStore
-from intentstream.stream.settings import Settings, load_settings
+from intentstream.stream.settings import FatigueSettings, default_settings, load_settings
 
 
 def ts(text: str) -> int:
@@ -65,7 +65,7 @@ QUIET_CASES = [
 
 @pytest.mark.parametrize(("tz", "decided", "expected"), QUIET_CASES)
 def test_quiet_hours_defer_to_the_next_local_end(tz, decided, expected):
-    q = QuietHours()
+    q = QuietHours.from_settings()  # 22:00-08:00 for push and sms
     t = ts(decided)
     got = q.next_allowed(t, tz)
     if expected is None:
@@ -79,17 +79,17 @@ def test_quiet_hours_defer_to_the_next_local_end(tz, decided, expected):
 
 
 def test_quiet_window_need_not_wrap_midnight_and_can_be_empty():
-    q = QuietHours(time(1, 0), time(6, 0))
+    q = QuietHours(time(1, 0), time(6, 0), frozenset({"push"}))
     assert q.next_allowed(ts("2026-01-05T00:59:00Z"), "UTC") == ts("2026-01-05T00:59:00Z")
     assert format_ts(q.next_allowed(ts("2026-01-05T01:00:00Z"), "UTC")) == "2026-01-05T06:00:00.000Z"
     assert q.next_allowed(ts("2026-01-05T06:00:00Z"), "UTC") == ts("2026-01-05T06:00:00Z")
-    never = QuietHours(time(8, 0), time(8, 0))
+    never = QuietHours(time(8, 0), time(8, 0), frozenset({"push"}))
     assert never.next_allowed(ts("2026-01-05T03:00:00Z"), "UTC") == ts("2026-01-05T03:00:00Z")
 
 
 def test_quiet_end_inside_a_dst_gap_lands_after_the_gap():
     # 02:30 does not exist in New York on 2026-03-08; zoneinfo reads it with the old offset
-    q = QuietHours(time(22, 0), time(2, 30))
+    q = QuietHours(time(22, 0), time(2, 30), frozenset({"push"}))
     t = ts("2026-03-08T01:00:00-05:00")
     got = q.next_allowed(t, "America/New_York")
     assert format_ts(got) == "2026-03-08T07:30:00.000Z"  # 03:30 EDT, outside the window
@@ -110,8 +110,9 @@ def test_quiet_hours_and_limits_from_settings():
     assert (q.start, q.end, q.channels) == (time(21, 30), time(7, 0), frozenset({"sms"}))
     lim = Limits.from_settings(s.fatigue)
     assert (lim.channel_cap, lim.window_ms, lim.coupon_cap, lim.cooldown_ms) == (2, DAY_MS, 1, DAY_MS)
-    assert Limits.from_settings(Settings().fatigue) == Limits()
-    assert QuietHours.from_settings(Settings().fatigue) == QuietHours()
+    assert Limits.from_settings() == Limits.from_settings(default_settings().fatigue)
+    assert QuietHours.from_settings() == QuietHours.from_settings(default_settings().fatigue)
+    assert FatigueLedger(MemoryLedgerStore()).limits == Limits.from_settings()
 
 
 def test_bad_quiet_time_is_refused():
@@ -154,7 +155,7 @@ def test_holdout_is_stable_across_runs_and_hash_seeds():
 
 def test_holdout_share_bounds():
     with pytest.raises(ValueError):
-        FatigueLedger(MemoryLedgerStore(), holdout_share=1.5)
+        FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=1.5))
     assert not in_holdout("u", "e", 0.0)
     assert in_holdout("u", "e", 1.0)
 
@@ -203,18 +204,18 @@ def test_window_fits_matches_a_brute_force_definition():
 
 
 def test_request_applies_opt_outs_quiet_hours_and_holdout():
-    ledger = FatigueLedger(MemoryLedgerStore(), holdout_share=0.0, default_tz="Asia/Shanghai")
+    ledger = FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=0.0), default_tz="Asia/Shanghai")
     t = ts("2026-01-05T15:00:00Z")  # 23:00 in Shanghai
     c = Candidate("a1", "u1", "payment_stalled", t, ("push", "sms", "email"), opt_outs=frozenset({"sms"}))
     req = ledger.request(c, b"{}")
     assert req.options == (("push", ts("2026-01-06T00:00:00Z")), ("email", t))
     assert req.first_choice == "push" and not req.holdout and req.payload == b"{}"
     assert ledger.request(Candidate("a1", "u1", "x", t, ("push",), tz="UTC")).options == (("push", t),)
-    everyone = FatigueLedger(MemoryLedgerStore(), holdout_share=1.0)
+    everyone = FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=1.0))
     assert everyone.request(c).holdout
     # the candidate's experiment overrides the ledger's
     user = next(f"u{i}" for i in range(1000) if in_holdout(f"u{i}", "exp-b", 0.05) and not in_holdout(f"u{i}", "exp-a", 0.05))
-    ledger = FatigueLedger(MemoryLedgerStore(), holdout_share=0.05, experiment="exp-a")
+    ledger = FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=0.05, holdout_experiment="exp-a"))
     assert not ledger.request(Candidate("a", user, "x", t, ("push",))).holdout
     assert ledger.request(Candidate("a", user, "x", t, ("push",), experiment="exp-b")).holdout
 
@@ -223,7 +224,7 @@ def test_from_settings_wires_everything():
     s = load_settings(env={"INTENTSTREAM_FATIGUE__HOLDOUT_SHARE": "0.2", "INTENTSTREAM_EVENTS__DEFAULT_TZ": "Europe/Berlin"})
     ledger = FatigueLedger.from_settings(s, MemoryLedgerStore())
     assert ledger.holdout_share == 0.2 and ledger.default_tz == "Europe/Berlin"
-    assert ledger.experiment == s.fatigue.holdout_experiment and ledger.limits == Limits()
+    assert ledger.experiment == s.fatigue.holdout_experiment and ledger.limits == Limits.from_settings(s.fatigue)
 
 
 # --------------------------------------------------------------------------- checks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import random
 import tracemalloc
 from collections import Counter, defaultdict
@@ -50,7 +52,7 @@ class Run:
         self.parsed = [parse_event(line) for line in self.lines]
         self.truth = self.stats.truth_records()
         self.by_user: dict[str, list[Event]] = defaultdict(list)  # unique events, event-time order
-        seen: set[str] = set()
+        seen = {r["event_id"] for t in self.truth for r in t.get("retries", ())}  # retried uploads are copies
         for ev in self.parsed:
             if isinstance(ev, Event) and ev.event_id not in seen:
                 seen.add(ev.event_id)
@@ -254,7 +256,11 @@ def test_persona_mix_is_exact_and_complete(run: Run) -> None:
 
 
 def test_every_journey_in_the_truth_is_in_the_events(run: Run) -> None:
-    end = CFG.end_ms
+    check_every_journey_in_the_truth_is_in_the_events(run)
+
+
+def check_every_journey_in_the_truth_is_in_the_events(run: Run) -> None:
+    end = run.cfg.end_ms
     for t in run.truth:
         evs = run.by_user[t["user_id"]]
         assert t["events"] == len(evs)
@@ -292,7 +298,11 @@ def test_every_journey_in_the_truth_is_in_the_events(run: Run) -> None:
 
 def test_the_truth_lists_every_journey_the_events_contain(run: Run) -> None:
     """An independent pass over the raw events finds exactly the journeys of the truth."""
-    end = CFG.end_ms
+    check_the_truth_lists_every_journey_the_events_contain(run)
+
+
+def check_the_truth_lists_every_journey_the_events_contain(run: Run) -> None:
+    end = run.cfg.end_ms
     for t in run.truth:
         evs = run.by_user[t["user_id"]]
         found: Counter[str] = Counter()
@@ -451,3 +461,157 @@ def test_cli_writes_stdout(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     captured = capsysbinary.readouterr()
     assert captured.out == b"".join(generate_lines(GeneratorConfig(users=5, days=1, seed=2)))
     assert b"events" in captured.err
+
+
+# -- real-world delivery (retried uploads, offline flushes, cross-device sessions, dumps) ------
+
+REAL = GeneratorConfig(
+    users=150, days=9, seed=21, late_share=0.03, duplicate_share=0.02, invalid_share=0.01,
+    retry_share=0.03, flush_share=0.08, flush_hours=(2, 12), cross_device_share=0.08,
+)  # fmt: skip
+MODES = {
+    "retry": {"retry_share": 0.05},
+    "flush": {"flush_share": 0.1},
+    "cross_device": {"cross_device_share": 0.1},
+    "dump": {"order": "user"},
+    "all": {"retry_share": 0.05, "flush_share": 0.1, "cross_device_share": 0.1, "order": "user"},
+}
+# The default stream, taken before real-world delivery existed: it must never move.
+DEFAULT_DIGEST = "024af05e92b051180c5142e3802b361ddb3bed8fa58d7d2dc7897b8e670682c1"  # users=40 days=2 seed=9
+
+
+@pytest.fixture(scope="module")
+def real() -> Run:
+    return Run(REAL)
+
+
+def test_real_world_delivery_is_off_by_default() -> None:
+    cfg = GeneratorConfig(users=40, days=2, seed=9)
+    assert (cfg.retry_share, cfg.flush_share, cfg.cross_device_share, cfg.order) == (0.0, 0.0, 0.0, "time")
+    stats = GenerationStats(collect_truth=True)
+    assert hashlib.sha256(b"".join(generate_lines(cfg, stats))).hexdigest() == DEFAULT_DIGEST
+    assert not {"retries", "flushes", "cross_device"} & set(stats.truth_records()[0])
+    assert "real-world" not in stats.summary()
+    explicit = dataclasses.replace(cfg, retry_share=0, flush_share=0, cross_device_share=0, order="time")
+    assert b"".join(generate_lines(explicit)) == b"".join(generate_lines(cfg))
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_each_real_world_mode_is_deterministic_and_does_something(mode: str) -> None:
+    cfg = GeneratorConfig(users=40, days=3, seed=5, **MODES[mode])
+    first = b"".join(generate_lines(cfg))
+    assert first == b"".join(generate_lines(cfg))
+    assert list(generate_truth(cfg)) == list(generate_truth(cfg))
+    assert first != b"".join(generate_lines(GeneratorConfig(users=40, days=3, seed=5)))
+    stats = GenerationStats(collect_truth=True)
+    assert b"".join(generate_lines(cfg, stats)) == first
+    assert stats.truth_records() == list(generate_truth(cfg))  # collected while generating = the API's
+    assert (stats.retries > 0) == ("retry_share" in MODES[mode])
+    assert (stats.flushes > 0 < stats.flushed) == ("flush_share" in MODES[mode])
+    assert (stats.cross_device > 0) == ("cross_device_share" in MODES[mode])
+    assert "real-world delivery" in stats.summary() and f"order: {cfg.order}" in stats.summary()
+
+
+def test_retry_and_flush_never_change_the_events() -> None:
+    base = GeneratorConfig(users=40, days=3, seed=2, late_share=0.0, duplicate_share=0.0)
+    noisy = dataclasses.replace(base, retry_share=0.1, flush_share=0.2)
+    stats = GenerationStats(collect_truth=True)
+    lines = list(generate_lines(noisy, stats))
+    retried = {r["event_id"] for t in stats.truth_records() for r in t["retries"]}
+    assert sorted(generate_lines(base)) == sorted(line for line in lines if codec.loads(line)["event_id"] not in retried)
+    assert [{k: v for k, v in t.items() if k not in ("retries", "flushes")} for t in stats.truth_records()] == list(generate_truth(base))
+
+
+def test_a_retried_upload_has_a_new_id_and_the_same_event_later(real: Run) -> None:
+    where: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, (line, ev) in enumerate(zip(real.lines, real.parsed)):
+        if isinstance(ev, Event):
+            where.setdefault(ev.event_id, (i, codec.loads(line)))
+    copies = Counter(real.lines)
+    retries = [(t["user_id"], r) for t in real.truth for r in t["retries"]]
+    assert len(retries) == real.stats.retries == real.stats.lines - real.stats.events - real.stats.duplicates - real.stats.invalid
+    assert real.stats.retries == pytest.approx(REAL.retry_share * real.stats.events, rel=0.25)
+    for uid, r in retries:
+        (i, copy), (j, original) = where[r["event_id"]], where[r["of"]]
+        assert r["event_id"] != r["of"] and copy["user_id"] == uid
+        assert {k: v for k, v in copy.items() if k != "event_id"} == {k: v for k, v in original.items() if k != "event_id"}
+        assert j < i and copies[real.lines[i]] == 1  # after the original, once
+        assert MIN <= ms(r["delivered"]) - ms(copy["ts"]) <= 2 * DAY
+
+
+def test_an_offline_flush_is_one_later_burst_in_original_order() -> None:
+    cfg = GeneratorConfig(users=150, days=5, seed=21, late_share=0.0, duplicate_share=0.0, flush_share=0.1, flush_hours=(2, 12))
+    stats = GenerationStats(collect_truth=True)
+    lines = list(generate_lines(cfg, stats))
+    evs = [codec.loads(line) for line in lines]
+    pos = {e["event_id"]: i for i, e in enumerate(evs)}
+    bursts = [f for t in stats.truth_records() for f in t["flushes"]]
+    assert len(bursts) == stats.flushes > 10 and sum(len(f["event_ids"]) for f in bursts) == stats.flushed
+    held = {i for f in bursts for i in f["event_ids"]}
+    live = [(i, ms(e["ts"])) for i, e in enumerate(evs) if e["event_id"] not in held]
+    for f in bursts:
+        idx = [pos[i] for i in f["event_ids"]]
+        assert idx == list(range(idx[0], idx[0] + len(idx)))  # contiguous, in original order
+        members = [evs[i] for i in idx]
+        assert [ms(e["ts"]) for e in members] == sorted(ms(e["ts"]) for e in members)
+        assert {e["device"] for e in members} == {f["device"]} <= {"ios", "android"}
+        delivered = ms(f["delivered"])
+        assert 2 * HOUR <= f["delay_s"] * 1000 <= 12 * HOUR and delivered - ms(members[0]["ts"]) >= 2 * HOUR
+        # later than real time: every other event comes in real time around the burst
+        assert all(ts < delivered for i, ts in live if i < idx[0]) and all(ts >= delivered for i, ts in live if i > idx[-1])
+        # the phone was offline: all its events before the burst arrived ride in it
+        uid = members[0]["user_id"]
+        offline = [e["event_id"] for e in evs if e["user_id"] == uid and e["device"] == f["device"] and ms(members[0]["ts"]) <= ms(e["ts"]) < delivered]
+        assert offline == f["event_ids"]
+
+
+def test_a_cross_device_session_comes_from_two_sources(real: Run) -> None:
+    switches = [(t["user_id"], s) for t in real.truth for s in t["cross_device"]]
+    assert len(switches) == real.stats.cross_device > 10
+    assert {s["to"] for _, s in switches} >= {"desktop/web", "ios/app", "android/app"}
+    for uid, s in switches:
+        evs = sorted(real.by_user[uid], key=lambda e: e.event_id)  # ids follow the true time
+        k = next(i for i, e in enumerate(evs) if e.event_id == s["first_event_id"])
+        before, after = evs[k - 1], evs[k : k + s["events"]]
+        assert f"{before.device}/{before.channel}" == s["from"] != s["to"]
+        assert {f"{e.device}/{e.channel}" for e in after} == {s["to"]} and after[0].type in ("app_open", "page_view")
+        assert 1000 <= abs(s["skew_ms"]) <= 5000
+        assert all(abs(a.ts_ms - b.ts_ms) <= 10 * MIN + 5000 for a, b in zip(evs[k - 1 : k + s["events"]], evs[k : k + s["events"]]))
+
+
+def test_the_truth_holds_under_real_world_delivery(real: Run) -> None:
+    """Journeys and deadlines follow the events' own ts, whatever their delivery."""
+    check_every_journey_in_the_truth_is_in_the_events(real)
+    check_the_truth_lists_every_journey_the_events_contain(real)
+    assert list(generate_truth(REAL)) == real.truth
+    assert sum(isinstance(ev, Rejection) for ev in real.parsed) == real.stats.invalid
+    assert sum(t["late"] for t in real.truth) == real.stats.late > 0 and real.stats.duplicates > 0
+
+
+def test_a_dump_is_grouped_by_user_and_holds_exactly_the_time_ordered_lines(real: Run) -> None:
+    dump = list(generate_lines(dataclasses.replace(REAL, order="user")))
+    assert sorted(dump) == sorted(real.lines)
+    users = [ev.user_id for ev in map(parse_event, dump) if isinstance(ev, Event)]
+    assert users == sorted(users) and len(set(users)) == REAL.users
+    by_user: dict[str, list[bytes]] = defaultdict(list)
+    for line, ev in zip(real.lines, real.parsed):
+        if isinstance(ev, Event):
+            by_user[ev.user_id].append(line)
+    assert [line for line in dump if isinstance(parse_event(line), Event)] == [line for uid in sorted(by_user) for line in by_user[uid]]
+
+
+def test_cli_real_world_flags(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    out, truth = tmp_path / "g.jsonl", tmp_path / "t.jsonl"
+    flags = ["--retry-share", "0.05", "--flush-share", "0.1", "--flush-hours", "2-6", "--cross-device-share", "0.1", "--order", "user"]
+    argv = ["generate", "--users", "30", "--days", "2", "--seed", "9", "--out", str(out), "--truth", str(truth)]
+    assert main(argv + flags) == 0
+    cfg = GeneratorConfig(users=30, days=2, seed=9, retry_share=0.05, flush_share=0.1, flush_hours=(2, 6), cross_device_share=0.1, order="user")
+    assert out.read_bytes() == b"".join(generate_lines(cfg))
+    assert truth.read_bytes() == b"".join(codec.dumps_line(t) for t in generate_truth(cfg))
+    assert "real-world delivery" in capsys.readouterr().err
+    for bad in (["--flush-hours", "6-2"], ["--flush-hours", "soon"], ["--order", "random"], ["--retry-share", "2"]):
+        with pytest.raises(SystemExit):
+            main(argv + bad)
+    for kwargs in ({"flush_hours": (0, 1)}, {"order": "random"}, {"cross_device_share": -0.1}):
+        with pytest.raises(ValueError):
+            GeneratorConfig(**kwargs)  # type: ignore[arg-type]

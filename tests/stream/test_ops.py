@@ -28,7 +28,7 @@ class Feed:
     """Records built and evaluated one interval (10 s) after another."""
 
     def __init__(self, **cfg) -> None:
-        self.cfg = OpsSettings(**{"alert_cooldown_s": 60.0, **cfg})
+        self.cfg = OpsSettings.defaults(**{"alert_cooldown_s": 60.0, **cfg})
         self.builder = MetricsBuilder("w1")
         self.rules = AlertRules(self.cfg, "w1")
         self.t = 0.0
@@ -278,7 +278,7 @@ def test_prometheus_exposition_parses_and_has_the_product_series():
         recovered=frozenset({0}),
         persona=PersonaState(True, "h:1", {"learned": 12, "malformed": 3, "malformed.not_json": 2, "malformed.empty": 1}),
     )  # fmt: skip
-    rules = AlertRules(OpsSettings(), "w1")
+    rules = AlertRules(OpsSettings.defaults(), "w1")
     rules.evaluate(build_record("w1", snap(0, {"store_retries": 2})), snap(0, {"store_retries": 2}))
     text = render_prometheus(s, worker='w"1', alerts=rules.active, extra_counters={"reports": 3, "send_failures": 1})
     types, samples = parse_exposition(text)

@@ -8,7 +8,6 @@ clickstream through the offline sessionizer) so the file runs in a few seconds.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import os
@@ -53,7 +52,7 @@ def _trace(users: int = 120, days: int = 3, seed: int = 5) -> tuple[dict, ...]:
     from intentstream.stream.report.sources import segments_from_clickstream
 
     lines = enumerate(generate_lines(GeneratorConfig(users=users, days=days, seed=seed)), 1)
-    return tuple(segments_from_clickstream(lines, Settings()))
+    return tuple(segments_from_clickstream(lines, Settings.defaults()))
 
 
 def trace() -> list[dict]:
@@ -106,7 +105,7 @@ ESTIMATORS = ["kmeans", "dbstream", "streamkmeans", "clustream"]
 
 def _cfg(estimator: str = "kmeans", **kw) -> PersonaSettings:
     extra = {"clustream_max_micro_clusters": 20, "clustream_time_gap": 50} if estimator == "clustream" else {}
-    return dataclasses.replace(PersonaSettings(), estimator=estimator, **{**extra, **kw})
+    return PersonaSettings.defaults(estimator=estimator, **{**extra, **kw})
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
@@ -274,7 +273,7 @@ def test_cluster_stats_round_trip_and_bounded_timeline():
     st = ClusterStats(3)
     for i, seg in enumerate(synth(users=30)):
         seg["end_ms"] = 1_767_225_600_000 + i * 3_600_000
-        st.add(seg, bucket_ms=86_400_000, max_buckets=5)
+        st.add(seg, PersonaSettings.defaults(timeline_bucket_s=86_400, timeline_max_buckets=5))
     assert len(st.timeline) == 5 and max(st.timeline) == st.last_ms - st.last_ms % 86_400_000
     assert ClusterStats.from_dict(codec.loads(codec.dumps(st.to_dict()))).to_dict() == st.to_dict()
     assert sum(c for c in st.counts["urgency"].values()) == st.segments
@@ -410,7 +409,7 @@ def test_service_checkpoints_by_count_and_by_time_and_resumes():
     assert set(labels) == {st.cluster_id for st in svc.model.clusters()}
     assert all(v["zh"] and v["en"] and v["stage"] for v in labels.values())
 
-    resumed = PersonaService.start(Settings(personas=cfg), store)
+    resumed = PersonaService.start(Settings.defaults(personas=cfg), store)
     assert resumed.meta == {"offset": 119} and resumed.model.segments_seen == 120
     for seg in segs[120:]:
         resumed.on_segment(seg)

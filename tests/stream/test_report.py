@@ -40,8 +40,8 @@ def _clickstream(users: int = 150, days: int = 3, seed: int = 9) -> bytes:
 def _model(n_clusters: int = 12) -> PersonaModel:
     from intentstream.stream.report.sources import segments_from_clickstream
 
-    model = PersonaModel(PersonaSettings(n_clusters=n_clusters))
-    for seg in segments_from_clickstream(enumerate(_clickstream().splitlines(), 1), Settings()):
+    model = PersonaModel(PersonaSettings.defaults(n_clusters=n_clusters))
+    for seg in segments_from_clickstream(enumerate(_clickstream().splitlines(), 1), Settings.defaults()):
         model.learn_one(seg)
     return model
 
@@ -113,7 +113,7 @@ def test_small_clusters_are_folded():
 
 
 def test_single_user_clusters_never_get_their_own_section_by_default():
-    model = PersonaModel(PersonaSettings(n_clusters=4))
+    model = PersonaModel(PersonaSettings.defaults(n_clusters=4))
     for seg in synthetic_segments(users=200, seed=4, days=2):
         model.learn_one(seg)
     model.learn_one({"user_id": "odd", "duration_min": 500.0, "interactions": 3000, "intent_strength": 1.0})
@@ -247,7 +247,7 @@ def test_live_report_reads_the_agents_checkpoint_from_redis(redis_url, files, ca
     client = redis.Redis.from_url(redis_url)
     store = RedisPersonaStore(client, prefix)
     try:
-        svc = PersonaService.start(Settings(), store)
+        svc = PersonaService.start(Settings.defaults(), store)
         for line in segs.read_bytes().splitlines():
             svc.on_segment(codec.loads(line))
         svc.maybe_checkpoint(now_ms=0, force=True)

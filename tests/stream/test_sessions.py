@@ -96,9 +96,9 @@ def test_late_event_in_the_open_session_is_counted_there():
 
 def test_late_event_of_a_closed_session_becomes_a_late_flush_segment():
     lines = [e("a", 0, user="idle"), e("b", 2, user="idle"),
-             e("x", 40, user="busy"),  # the watermark (35 min) closes idle's session
+             e("x", 40, user="busy"), e("x2", 40, user="busy2"),  # the watermark (35 min) closes idle's session
              e("late1", 1, "kyc_start", user="idle"), e("late2", 3, "kyc_submit", user="idle"),
-             e("y", 50, user="busy")]  # fmt: skip
+             e("y", 50, user="busy"), e("y2", 50, user="busy2")]  # fmt: skip
     segs, c = run(lines, batch=1, final=False)
     assert c["late"] == 2
     idle = [s for s in segs if s.user_id == "idle"]

@@ -1,24 +1,73 @@
 from __future__ import annotations
 
+import dataclasses
+import tomllib
+from dataclasses import MISSING
+
 import pytest
 
-from intentstream.stream.settings import DEFAULT_FILE, Settings, SettingsError, load_settings
+from intentstream.stream.settings import (
+    DEFAULT_FILE,
+    PersonaSettings,
+    Settings,
+    SettingsError,
+    default_settings,
+    load_settings,
+)
 
 
-def test_defaults_file_matches_the_dataclass_defaults():
-    # config/default.toml documents every knob; it must not drift from the code's defaults
-    assert load_settings(env={}) == Settings()
+def _sections() -> list[tuple[str, type]]:
+    return [(f.name, type(getattr(default_settings(), f.name))) for f in dataclasses.fields(Settings)]
 
 
-def test_every_knob_is_documented_in_the_defaults_file():
-    import dataclasses
-    import tomllib
-
+def test_the_defaults_file_defines_exactly_the_dataclass_fields():
+    # config/default.toml is the only home of the defaults: every knob, nothing else
     data = tomllib.loads(DEFAULT_FILE.read_text())
-    defaults = Settings()
-    for section in dataclasses.fields(Settings):
-        names = {f.name for f in dataclasses.fields(getattr(defaults, section.name))}
-        assert set(data[section.name]) == names, section.name
+    assert set(data) == {f.name for f in dataclasses.fields(Settings)}
+    for name, cls in _sections():
+        assert set(data[name]) == {f.name for f in dataclasses.fields(cls)}, name
+
+
+def test_the_settings_dataclasses_carry_no_defaults():
+    for cls in (Settings, *(cls for _, cls in _sections())):
+        with_default = [f.name for f in dataclasses.fields(cls) if f.default is not MISSING or f.default_factory is not MISSING]
+        assert not with_default, cls.__name__
+
+
+def test_a_knob_missing_from_the_defaults_file_is_named(tmp_path):
+    text = DEFAULT_FILE.read_text()
+    assert "\ninactivity_gap_s = " in text
+    base = tmp_path / "default.toml"
+    base.write_text(text.replace("\ninactivity_gap_s = ", "\n# inactivity_gap_s = "))
+    with pytest.raises(SettingsError, match=r"missing setting \[sessions\] inactivity_gap_s"):
+        load_settings(env={}, base=base)
+    base.write_text(text.replace("[ops]", "[ops_gone]"))
+    with pytest.raises(SettingsError, match="unknown setting"):
+        load_settings(env={}, base=base)
+    with pytest.raises(SettingsError, match="not found"):
+        load_settings(env={}, base=tmp_path / "nothing.toml")
+
+
+def test_a_table_missing_from_the_defaults_file_is_named(tmp_path):
+    text = DEFAULT_FILE.read_text()
+    head, _, _ = text.partition("\n[ops]\n")
+    base = tmp_path / "default.toml"
+    base.write_text(head)
+    with pytest.raises(SettingsError, match=r"missing setting table\(s\) \[ops\]"):
+        load_settings(env={}, base=base)
+
+
+def test_defaults_with_overrides():
+    assert default_settings() == load_settings(env={}) == Settings.defaults()
+    cfg = PersonaSettings.defaults(n_clusters=3)
+    assert cfg.n_clusters == 3 and cfg.seed == default_settings().personas.seed
+    assert PersonaSettings.defaults() == default_settings().personas
+    s = Settings.defaults(personas=cfg)
+    assert s.personas is cfg and s.fatigue == default_settings().fatigue
+    for name, cls in _sections():
+        assert cls.defaults() == getattr(default_settings(), name)
+    with pytest.raises(TypeError):
+        PersonaSettings.defaults(no_such_knob=1)
 
 
 def test_override_file_then_environment(tmp_path):

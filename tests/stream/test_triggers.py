@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from types import SimpleNamespace
 
 import pytest
 
 from intentstream.stream import codec
 from intentstream.stream.contract.events import Event
-from intentstream.stream.settings import TriggerSettings, default_settings
-from intentstream.stream.triggers.rules import TriggerRules, TriggerState
+from intentstream.stream.settings import TriggerSettings
+from intentstream.stream.triggers.rules import TriggerRules
+from intentstream.stream.triggers.state import TriggerState
 
 T0 = 1767607200000  # 2026-01-05T10:00:00Z
 MIN = 60_000
@@ -122,7 +122,7 @@ def test_churn_counts_distinct_days_inside_the_window():
 
 def seg(**over):
     base = dict(
-        segment_id="s1", end_ms=T0, intent_strength=0.7, behaviour_stage="exploring",
+        segment_id="s1", end_ms=T0, intent_strength=0.7, behaviour_stage="exploring", closed_by="inactivity",
         transaction_status="not_started", main_activity="general_exploring",
     )
     return SimpleNamespace(**{**base, **over})
@@ -135,7 +135,9 @@ def test_persona_driven_triggers_from_segments():
     assert rules.on_segment(st, seg(transaction_status="completed", behaviour_stage="transacted")) == []
     coupon = seg(main_activity="coupon_oriented", behaviour_stage="considering", intent_strength=0.55)
     assert [f.trigger for f in rules.on_segment(st, coupon)] == ["coupon_interest"]
-    st.transacted = True  # an earlier purchase: no first-transaction nudge any more
+    st.transacted_ms = T0 + 1  # a purchase after the segment ended: still a nudge at its end
+    assert [f.trigger for f in rules.on_segment(st, seg())] == ["first_transaction_nudge"]
+    st.transacted_ms = T0 - 1  # an earlier purchase: no first-transaction nudge any more
     assert rules.on_segment(st, seg()) == []
 
 
@@ -173,7 +175,7 @@ def test_three_dismissals_block_the_trigger_for_thirty_days():
 
 
 def test_disabled_triggers_never_fire():
-    cfg = dataclasses.replace(default_settings().triggers, enabled=("payment_stalled",))
+    cfg = TriggerSettings.defaults(enabled=("payment_stalled",))
     u = User(cfg).ev("add_to_cart", T0).ev("kyc_rejected", T0 + MIN).tick(T0 + DAY)
     assert u.triggers() == []
 

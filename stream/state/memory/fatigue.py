@@ -37,10 +37,10 @@ class MemoryLedgerStore:
     >>> import pickle
     >>> store = MemoryLedgerStore()
     >>> req = LedgerRequest("a1", "u1", "churn_risk", 0, (("email", 0),), "email")
-    >>> store.apply(req, Limits()).channel
+    >>> store.apply(req, Limits.from_settings()).channel
     'email'
     >>> copy = pickle.loads(pickle.dumps(store))          # a snapshot
-    >>> copy.apply(req, Limits()).duplicate, sorted(copy.users["u1"].channels["email"])
+    >>> copy.apply(req, Limits.from_settings()).duplicate, sorted(copy.users["u1"].channels["email"])
     (True, ['a1'])
     """
 

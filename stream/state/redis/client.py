@@ -6,7 +6,7 @@ Redis that is down fails fast (:class:`~intentstream.stream.state.StoreUnavailab
 stores) instead of hanging. Options in the URL's query string win over these.
 
 >>> from intentstream.stream.settings import RedisSettings
->>> client = make_client(RedisSettings(url="redis://127.0.0.1:1/2", socket_timeout_s=0.5))
+>>> client = make_client(RedisSettings.defaults(url="redis://127.0.0.1:1/2", socket_timeout_s=0.5))
 >>> kw = client.connection_pool.connection_kwargs
 >>> kw["port"], kw["db"], kw["password"], kw["socket_timeout"], kw["socket_connect_timeout"]
 (1, 2, None, 0.5, 0.5)

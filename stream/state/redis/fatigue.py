@@ -155,7 +155,7 @@ class RedisLedgerStore:
     """:class:`~intentstream.stream.state.fatigue.LedgerStore` on Redis (``redis.Redis`` client, bytes or
     decoded responses). ``pipeline_size`` bounds one round trip of :meth:`apply_many`."""
 
-    def __init__(self, client: Any, key_prefix: str = "is", *, pipeline_size: int = 256) -> None:
+    def __init__(self, client: Any, key_prefix: str, *, pipeline_size: int = 256) -> None:
         self.client = client
         self.prefix = key_prefix
         self.pipeline_size = pipeline_size

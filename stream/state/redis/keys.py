@@ -24,6 +24,12 @@ key                                   type      what
 ``P:{u:<user>}:fat:cd:<trigger>``     string    event time (ms) of the latest decision that
                                                 started the trigger's cooldown
 ``P:{u:<user>}:fat:act:<action_id>``  hash      the recorded outcome of one action (idempotency)
+``P:breaker``                         hash      the storm breaker, shared by every worker:
+                                                ``state`` ("open" while actions.* publishing is
+                                                paused), ``since`` (ms), ``reason``, ``detail``,
+                                                ``worker``; ``discard:<n>`` = the highest outbox
+                                                seq of partition n whose held actions an operator
+                                                discarded (the owner converts them, then clears it)
 ``P:pers:ckpt``                       string    the latest persona model checkpoint
 ``P:pers:users``                      hash      user_id -> cluster id of the user's persona
 ``P:pers:labels``                     hash      cluster id -> JSON label as of the checkpoint
@@ -87,6 +93,13 @@ def cooldown_key(prefix: str, user_id: str, trigger: str) -> str:
 
 def record_key(prefix: str, user_id: str, action_id: str) -> str:
     return f"{ledger_base(prefix, user_id)}:act:{action_id}"
+
+
+# -- circuit breaker: one per deployment --
+
+
+def breaker_key(prefix: str) -> str:
+    return f"{prefix}:breaker"
 
 
 # -- personas: one writer --

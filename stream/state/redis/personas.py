@@ -45,7 +45,7 @@ def assignment_batches(assignments: Mapping[str, int], size: int) -> Iterator[di
 class RedisPersonaStore:
     """:class:`~intentstream.stream.state.personas.PersonaStore` on a ``redis.Redis`` client (bytes or str replies)."""
 
-    def __init__(self, client: Any, key_prefix: str = "is", *, batch: int = 1000) -> None:
+    def __init__(self, client: Any, key_prefix: str, *, batch: int = 1000) -> None:
         self.client = client
         self.key_prefix = key_prefix
         self.batch = batch

@@ -44,6 +44,7 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from intentstream.stream.settings import Settings, default_settings
 from intentstream.stream.state.redis import keys
 from intentstream.stream.state.redis.client import make_client
 from intentstream.stream.state.redis.fatigue import RedisLedgerStore
@@ -52,18 +53,24 @@ from intentstream.stream.state.sessions import CommitBatch, OutboxEntry, Partiti
 T = TypeVar("T")
 
 
-class RedisSessionStore:
-    """Session state in Redis; ``prefix`` namespaces every key (tests use unique ones)."""
+def _user_ttl_s(settings: Settings) -> int:
+    return settings.sessions.user_ttl_days * 86400
 
-    def __init__(self, client: redis.Redis, prefix: str = "is", user_ttl_s: int = 120 * 86400) -> None:
+
+class RedisSessionStore:
+    """Session state in Redis; ``prefix`` namespaces every key (tests use unique ones).
+    ``user_ttl_s`` None: ``[sessions] user_ttl_days`` of
+    :func:`~intentstream.stream.settings.default_settings`."""
+
+    def __init__(self, client: redis.Redis, prefix: str, user_ttl_s: int | None = None) -> None:
         self.client = client
         self.prefix = prefix
-        self.user_ttl_ms = user_ttl_s * 1000
+        self.user_ttl_ms = (_user_ttl_s(default_settings()) if user_ttl_s is None else user_ttl_s) * 1000
 
     @classmethod
-    def from_settings(cls, settings: Any, prefix: str | None = None) -> RedisSessionStore:
+    def from_settings(cls, settings: Settings, prefix: str | None = None) -> RedisSessionStore:
         r = settings.redis
-        return cls(make_client(r), prefix if prefix is not None else r.key_prefix, settings.sessions.user_ttl_days * 86400)
+        return cls(make_client(r), prefix if prefix is not None else r.key_prefix, _user_ttl_s(settings))
 
     def ledger(self) -> RedisLedgerStore:
         return RedisLedgerStore(self.client, self.prefix)

@@ -9,7 +9,8 @@ import pytest
 from intentstream.stream.checks import check_deterministic, check_idempotent
 from intentstream.stream.contract.events import format_ts, parse_ts
 from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, in_holdout, verdict_fields
-from intentstream.stream.state import LedgerStore, Limits
+from intentstream.stream.settings import FatigueSettings
+from intentstream.stream.state import LedgerStore
 from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS
 from intentstream.stream.state.memory import MemoryLedgerStore
 
@@ -29,7 +30,7 @@ def store(backend) -> LedgerStore:
 
 @pytest.fixture
 def ledger(store) -> FatigueLedger:
-    return FatigueLedger(store, holdout_share=0.0)
+    return FatigueLedger(store, FatigueSettings.defaults(holdout_share=0.0))
 
 
 T0 = ts("2026-01-05T10:00:00Z")  # a Monday, 10:00 UTC
@@ -166,7 +167,7 @@ def _holdout_user(share: float = 0.05, experiment: str = "fatigue-holdout-v1") -
 
 
 def test_holdout_is_recorded_not_counted_and_starts_the_cooldown(store):
-    ledger = FatigueLedger(store)  # default 5% holdout
+    ledger = FatigueLedger(store)  # default holdout ([fatigue] holdout_share: 5%)
     user = _holdout_user()
     verdicts = [ledger.check(cand(f"h{i}", T0 + i, ("push", "email"), user=user, coupon=True)) for i in range(10)]
     assert {(v.status, v.reason, v.channel, v.coupon) for v in verdicts} == {("holdout", "holdout", "push", "not_sent")}
@@ -176,7 +177,7 @@ def test_holdout_is_recorded_not_counted_and_starts_the_cooldown(store):
     v = ledger.check(cand("h-night", ts("2026-01-05T23:00:00Z"), ("sms",), user=user, tz="UTC"))
     assert (v.status, format_ts(v.send_at)) == ("holdout", "2026-01-06T08:00:00.000Z")
     # nothing was counted: with holdout off, the same user still has every cap free
-    treated = FatigueLedger(store, holdout_share=0.0)
+    treated = FatigueLedger(store, FatigueSettings.defaults(holdout_share=0.0))
     sent = [treated.check(cand(f"t{i}", T0 + 100 + i, ("push",), user=user)) for i in range(3)]
     assert [v.status for v in sent] == ["sent"] * 3
 
@@ -217,7 +218,7 @@ def test_recording_the_same_action_twice_is_a_no_op(ledger):
 
 
 def test_limits_are_the_stores_to_enforce(store):
-    ledger = FatigueLedger(store, Limits(channel_cap=1, coupon_cap=0, window_ms=DAY_MS, cooldown_ms=0), holdout_share=0.0)
+    ledger = FatigueLedger(store, FatigueSettings.defaults(channel_cap=1, coupon_cap=0, window_s=86400, cooldown_s=0, holdout_share=0.0))
     a = ledger.check(cand("a", T0, ("push", "email"), coupon=True, trigger="t"))
     b = ledger.check(cand("b", T0 + 1, ("push", "email"), trigger="t"))
     c = ledger.check(cand("c", T0 + DAY_MS, ("push",), trigger="t"))
@@ -228,7 +229,7 @@ def test_ledger_is_deterministic_and_idempotent(backend, make_candidates):
     cands = make_candidates(400)
 
     def fresh():
-        return FatigueLedger(backend.ledger(), holdout_share=0.1).check
+        return FatigueLedger(backend.ledger(), FatigueSettings.defaults(holdout_share=0.1)).check
 
     verdicts = check_deterministic(fresh, cands)
     assert {v.status for v in verdicts} >= {"sent", "deferred", "suppressed", "holdout"}
@@ -237,8 +238,8 @@ def test_ledger_is_deterministic_and_idempotent(backend, make_candidates):
 
 def test_pipelined_batches_equal_one_by_one(backend, make_candidates):
     cands = make_candidates(120, seed=11, users=3)
-    one = FatigueLedger(backend.ledger(), holdout_share=0.1)
-    many = FatigueLedger(backend.ledger(), holdout_share=0.1)
+    one = FatigueLedger(backend.ledger(), FatigueSettings.defaults(holdout_share=0.1))
+    many = FatigueLedger(backend.ledger(), FatigueSettings.defaults(holdout_share=0.1))
     items = [(c, f"p{i}".encode()) for i, c in enumerate(cands)]
     items += items[:15]  # redeliveries in the same batch run
     singles = [one.check(c, p) for c, p in items]
@@ -255,7 +256,7 @@ def test_same_verdicts_as_the_reference_store(store, make_candidates):
             # a redelivery, a day or two after the original: within the retention horizon.
             # (Beyond it the stores may differ: memory forgets by event time, Redis by TTL.)
             cands.append(base[i - 10])
-    ref = FatigueLedger(MemoryLedgerStore(), holdout_share=0.1)
-    sut = FatigueLedger(store, holdout_share=0.1)
+    ref = FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=0.1))
+    sut = FatigueLedger(store, FatigueSettings.defaults(holdout_share=0.1))
     for c in cands:
         assert sut.check(c, c.action_id.encode()) == ref.check(c, c.action_id.encode()), c

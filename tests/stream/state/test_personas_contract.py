@@ -71,7 +71,7 @@ def test_delete_all_forgets_everything(store):
 
 
 def test_the_service_resumes_from_the_store_exactly(store):
-    cfg = PersonaSettings(checkpoint_every_segments=40)
+    cfg = PersonaSettings.defaults(checkpoint_every_segments=40)
     svc = PersonaService.start(cfg, store)
     segs = list(synthetic_segments(users=40, seed=4, days=2))[:100]
     for seg in segs:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, verdict_fields
+from intentstream.stream.settings import FatigueSettings
 from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Limits
 from intentstream.stream.state.redis.keys import channel_key, cooldown_key, record_key
 
@@ -36,7 +37,7 @@ def prefix():
 
 
 def test_key_layout_and_ttls(client, prefix):
-    ledger = FatigueLedger(RedisLedgerStore(client, prefix), holdout_share=0.0)
+    ledger = FatigueLedger(RedisLedgerStore(client, prefix), FatigueSettings.defaults(holdout_share=0.0))
     v = ledger.check(Candidate("act1", "alice", "cart_abandoned", T0, ("push", "email"), coupon=True), b'{"d":1}')
     assert v.status == "sent" and v.coupon == "granted"
     keys = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:*"))
@@ -53,7 +54,7 @@ def test_key_layout_and_ttls(client, prefix):
     assert client.get(cooldown_key(prefix, "alice", "cart_abandoned")) == str(T0).encode()
     rec = client.hgetall(record_key(prefix, "alice", "act1"))
     assert rec[b"st"] == b"sent" and rec[b"ch"] == b"push" and rec[b"pl"] == b'{"d":1}'
-    lim = Limits()
+    lim = Limits.from_settings()
     for k in keys:
         ttl = client.pttl(k)
         expected = lim.cooldown_ms + lim.retention_ms if ":cd:" in k else lim.ttl_ms
@@ -61,11 +62,11 @@ def test_key_layout_and_ttls(client, prefix):
 
 
 def test_old_deliveries_are_pruned_by_event_time(client, prefix):
-    ledger = FatigueLedger(RedisLedgerStore(client, prefix), Limits(channel_cap=100), holdout_share=0.0)
+    ledger = FatigueLedger(RedisLedgerStore(client, prefix), FatigueSettings.defaults(channel_cap=100, holdout_share=0.0))
     for day in range(20):
         ledger.check(Candidate(f"a{day}", "bob", "churn_risk", T0 + day * DAY_MS, ("email",)))
     kept = client.zrange(channel_key(prefix, "bob", "email"), 0, -1, withscores=True)
-    horizon = T0 + 19 * DAY_MS - Limits().window_ms - Limits().retention_ms
+    horizon = T0 + 19 * DAY_MS - Limits.from_settings().window_ms - Limits.from_settings().retention_ms
     assert kept and all(score > horizon for _, score in kept)
     assert len(kept) == 8
 
@@ -104,7 +105,7 @@ class _BogusShaOnce:
 def test_noscript_reloads_and_retries_in_order(client, prefix):
     proxy = _BogusShaOnce(client)
     store = RedisLedgerStore(proxy, prefix)
-    ledger = FatigueLedger(store, holdout_share=0.0)
+    ledger = FatigueLedger(store, FatigueSettings.defaults(holdout_share=0.0))
     v = ledger.check(Candidate("a1", "carol", "t1", T0, ("push",)))
     assert (v.status, v.duplicate, proxy.loads) == ("sent", False, 1)
     proxy.lost = True  # the server restarted: its script cache is empty
@@ -116,7 +117,7 @@ def test_noscript_reloads_and_retries_in_order(client, prefix):
 
 def test_first_pipeline_loads_the_script(client, prefix):
     proxy = _BogusShaOnce(client)
-    got = FatigueLedger(RedisLedgerStore(proxy, prefix), holdout_share=0.0).check_many(
+    got = FatigueLedger(RedisLedgerStore(proxy, prefix), FatigueSettings.defaults(holdout_share=0.0)).check_many(
         [Candidate(f"c{i}", "carl", f"t{i}", T0 + i, ("push",)) for i in range(2)]
     )
     assert [x.status for x in got] == ["sent", "sent"] and proxy.loads == 1
@@ -125,7 +126,7 @@ def test_first_pipeline_loads_the_script(client, prefix):
 def test_decoded_responses_client_works_too(redis_db, prefix):
     c = redis.Redis.from_url(redis_db.url, decode_responses=True)
     try:
-        ledger = FatigueLedger(RedisLedgerStore(c, prefix), holdout_share=0.0)
+        ledger = FatigueLedger(RedisLedgerStore(c, prefix), FatigueSettings.defaults(holdout_share=0.0))
         v = ledger.check(Candidate("x", "dave", "t", T0, ("sms",), tz="UTC"), '{"é":1}'.encode())
         again = ledger.check(Candidate("x", "dave", "t", T0, ("sms",), tz="UTC"))
         assert again.duplicate and again.payload == '{"é":1}'.encode() and again.channel == v.channel == "sms"
@@ -151,7 +152,8 @@ def test_from_settings(redis_db, prefix):
 USERS = [f"cu{i}" for i in range(12)]
 # The workers see the candidates in random order, up to 10 days late; history is kept long
 # enough for that (by default the ledger keeps window + 1 day: enough for in-order streams).
-LIMITS = Limits(retention_ms=30 * DAY_MS)
+FATIGUE = FatigueSettings.defaults(retention_slack_s=30 * 86400, holdout_share=0.05)
+LIMITS = Limits.from_settings(FATIGUE)
 CHANNELS = ("push", "sms", "email", "in_app")
 
 
@@ -178,7 +180,7 @@ def _workload(seed: int = 42, n: int = 900) -> list[dict]:
 
 def _worker(redis_url: str, prefix: str, seed: int, pipelined: bool, barrier, out_path: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    ledger = FatigueLedger(RedisLedgerStore(client, prefix, pipeline_size=8), LIMITS, holdout_share=0.05)
+    ledger = FatigueLedger(RedisLedgerStore(client, prefix, pipeline_size=8), FATIGUE)
     cands = [Candidate(**c) for c in _workload()]
     rng = random.Random(seed)
     rng.shuffle(cands)

@@ -29,9 +29,9 @@ def test_the_ledger_beside_it_keeps_what_was_recorded(store):
     ledger = store.ledger()
     assert isinstance(ledger, LedgerStore)
     req = LedgerRequest("a1", "alice", "churn_risk", 1767607200000, (("email", 1767607200000),), "email", payload=b"p")
-    first = ledger.apply(req, Limits())
+    first = ledger.apply(req, Limits.from_settings())
     assert (first.status, first.channel, first.duplicate) == ("sent", "email", False)
-    again = store.ledger().apply(req, Limits())  # asked again: the same ledger state
+    again = store.ledger().apply(req, Limits.from_settings())  # asked again: the same ledger state
     assert again.duplicate and (again.channel, again.payload) == ("email", b"p")
 
 

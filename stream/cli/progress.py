@@ -1,5 +1,5 @@
-"""The progress line a long command (``replay --to-kafka``) keeps up to date: redrawn on a
-terminal, a line every few seconds otherwise."""
+"""The progress line a long command (``replay --to-kafka``, ``--sort``) keeps up to date
+on standard error: redrawn on a terminal, a line every few seconds otherwise."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from intentstream.agents.commands.terminal import isatty
+from intentstream.stream.cli.terminal import isatty
 
 
 def human_bytes(n: float) -> str:
@@ -24,7 +24,13 @@ def human_bytes(n: float) -> str:
 
 class Progress:
     """A progress line on a stream: redrawn with ``\\r`` at most every ``tty_every`` s
-    on a terminal, else printed as a line every ``line_every`` s."""
+    on a terminal, else printed as a line every ``line_every`` s. ``label`` starts the
+    line; ``unit`` names what is counted; with ``total`` the count shows ``n of total``.
+
+    >>> import io
+    >>> Progress(io.StringIO(), clock=lambda: 2.0, label="sort: ", unit="lines", total=40).text(10, 2048, 4.0)
+    'sort: 10 of 40 lines (25%)  5 lines/s  2.0 KiB  2.0s'
+    """
 
     def __init__(
         self,
@@ -33,6 +39,10 @@ class Progress:
         tty: bool | None = None,
         tty_every: float = 0.25,
         line_every: float = 10.0,
+        *,
+        label: str = "",
+        unit: str = "events",
+        total: int | None = None,
     ) -> None:
         self.stream = stream
         self.clock = clock
@@ -41,10 +51,16 @@ class Progress:
         self.started = clock()
         self.last = self.started
         self.drawn = False
+        self.label, self.unit, self.total = label, unit, total
 
     def text(self, events: int, nbytes: int, now: float) -> str:
         elapsed = max(now - self.started, 1e-9)
-        return f"{events:,} events  {events / elapsed:,.0f} events/s  {human_bytes(nbytes)}  {elapsed:.1f}s"
+        count = f"{events:,}"
+        if self.total:
+            count += f" of {self.total:,} {self.unit} ({events / self.total:.0%})"
+        else:
+            count += f" {self.unit}"
+        return f"{self.label}{count}  {events / elapsed:,.0f} {self.unit}/s  {human_bytes(nbytes)}  {elapsed:.1f}s"
 
     def update(self, events: int, nbytes: int) -> None:
         """Show the counts if the last line is old enough; cheap otherwise."""
