@@ -38,6 +38,7 @@ def product_topics(settings: Settings) -> dict[str, int]:
         t.segments,
         *(t.actions_prefix + channel for channel in ACTION_CHANNELS),
         t.audit,
+        t.outcomes,
         t.metrics,
         t.alerts,
     ]

@@ -25,12 +25,13 @@ class Topics:
     dead_letter: faust.TopicT
     segments: faust.TopicT
     audit: faust.TopicT
+    outcomes: faust.TopicT
     metrics: faust.TopicT
     alerts: faust.TopicT
     actions: dict[str, faust.TopicT]
 
     def by_name(self) -> dict[str, faust.TopicT]:
-        named = [self.clickstream, self.dead_letter, self.segments, self.audit, self.metrics, self.alerts]
+        named = [self.clickstream, self.dead_letter, self.segments, self.audit, self.outcomes, self.metrics, self.alerts]
         named += list(self.actions.values())
         return {t.get_topic_name(): t for t in named}
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         dead_letter=topic(t.dead_letter),
         segments=topic(t.segments),
         audit=topic(t.audit),
+        outcomes=topic(t.outcomes),
         metrics=topic(t.metrics),
         alerts=topic(t.alerts),
         actions={ch: topic(f"{t.actions_prefix}{ch}") for ch in ACTION_CHANNELS},

@@ -59,11 +59,11 @@ return redis.call('hdel', KEYS[1], ARGV[1])
 
 
 def channel_of_topic(settings: Settings) -> Callable[[str], str | None]:
-    """``actions.<channel>`` -> channel; the audit topic and every other topic -> None."""
-    prefix, audit = settings.topics.actions_prefix, settings.topics.audit
+    """``actions.<channel>`` -> channel; the audit and outcomes topics and every other topic -> None."""
+    prefix, records = settings.topics.actions_prefix, {settings.topics.audit, settings.topics.outcomes}
 
     def channel(topic: str) -> str | None:
-        return topic[len(prefix) :] if topic != audit and topic.startswith(prefix) else None
+        return topic[len(prefix) :] if topic not in records and topic.startswith(prefix) else None
 
     return channel
 

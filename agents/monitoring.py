@@ -188,6 +188,7 @@ class WorkerProbe:
             pipeline=pipe is not None,
             persona=persona,
             breaker=pipe.breaker.state() if getattr(pipe, "breaker", None) is not None else None,
+            outcomes=tuple(pipe.outcomes.summary()) if getattr(pipe, "outcomes", None) is not None else (),
         )
 
 

@@ -10,7 +10,7 @@ from intentstream.stream.settings import Settings
 ACTION_CHANNELS: tuple[str, ...] = ("push", "sms", "email", "in_app", "coupon")
 
 #: Short topic names the operator commands accept, and the settings they stand for.
-SHORT_NAMES: tuple[str, ...] = ("clickstream", "dlq", "segments", "audit", "metrics", "alerts", *ACTION_CHANNELS)
+SHORT_NAMES: tuple[str, ...] = ("clickstream", "dlq", "segments", "audit", "outcomes", "metrics", "alerts", *ACTION_CHANNELS)
 
 
 def resolve_topic(name: str, settings: Settings) -> str:
@@ -28,6 +28,7 @@ def resolve_topic(name: str, settings: Settings) -> str:
         "dead_letter": t.dead_letter,
         "segments": t.segments,
         "audit": t.audit,
+        "outcomes": t.outcomes,
         "metrics": t.metrics,
         "alerts": t.alerts,
     }

@@ -30,6 +30,7 @@ from intentstream.agents.kafka import aiokafka_options, kafka_python_options
 from intentstream.agents.outbox import ID_HEADER, already_published
 from intentstream.stream.engine.partitioning import partition_for
 from intentstream.stream.engine.watermark import idle_adoptions
+from intentstream.stream.ops.outcomes import OutcomeMeter
 from intentstream.stream.settings import Settings
 from intentstream.stream.state import StoreUnavailable
 
@@ -57,6 +58,7 @@ class Pipeline:
         self.last_input: dict[int, float] = {}
         self.partition_counts: dict[str, int] = {}
         self.counters: dict[str, int] = defaultdict(int)
+        self.outcomes = OutcomeMeter.from_settings(settings.outcomes)  # rolling conversion and uplift per trigger
         self.lock = asyncio.Lock()  # one step at a time: the agent and the idle timer share engines
 
     def engine(self, p: int) -> Any:
@@ -103,6 +105,7 @@ class Pipeline:
                 for name, value in result.counters.items():
                     self.counters[name] += value
                     produced[name] += value
+                self.outcomes.observe(result.counters)
                 for reason, n in result.invalid.items():
                     self.counters[f"invalid:{reason}"] += n
                 stepped.append((p, eng, result.outbox))
@@ -199,6 +202,7 @@ class Pipeline:
                 result = await self.retrying(f"partition {p} idle", lambda eng=eng, wm=wm: eng.advance_to(wm))
                 for name, value in result.counters.items():
                     self.counters[name] += value
+                self.outcomes.observe(result.counters)
                 await self.watch_storm(result.outbox, defaultdict(int, result.counters))
                 await self.publish(p, eng)
 

@@ -87,6 +87,7 @@ class TopicSettings(SettingsSection):
     segments: str
     actions_prefix: str
     audit: str
+    outcomes: str
     metrics: str
     alerts: str
     partitions: int
@@ -168,7 +169,20 @@ class FatigueSettings(SettingsSection):
     quiet_channels: tuple[str, ...]
     holdout_share: float
     holdout_experiment: str
+    holdout_shares: dict[str, float]
     retention_slack_s: int
+
+
+@dataclass(frozen=True)
+class OutcomeSettings(SettingsSection):
+    window_s: int
+    windows_s: dict[str, int]
+    close_grace_s: int
+    goals: dict[str, list[str]]
+    first_goal_only: tuple[str, ...]
+    min_per_arm: int
+    confidence: float
+    metrics_window: int
 
 
 @dataclass(frozen=True)
@@ -269,6 +283,7 @@ class Settings(SettingsSection):
     triggers: TriggerSettings
     worker: WorkerSettings
     fatigue: FatigueSettings
+    outcomes: OutcomeSettings
     strategies: StrategySettings
     personas: PersonaSettings
     persona_writer: PersonaWriterSettings

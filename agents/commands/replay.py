@@ -348,7 +348,7 @@ def _run_offline(args: argparse.Namespace) -> int:
     return int(run_offline(args) or 0)
 
 
-_OFFLINE_ONLY = {"out": "--out", "dead_letter": "--dead-letter", "partitions": "--partitions"}
+_OFFLINE_ONLY = {"out": "--out", "outcomes": "--outcomes", "dead_letter": "--dead-letter", "partitions": "--partitions"}
 _KAFKA_ONLY = {
     "topic": "--topic", "speed": "--speed", "rate": "--rate",
     "partitions_check": "--partitions-check", "no_dead_letter": "--no-dead-letter",
@@ -391,6 +391,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="records sent but not yet acknowledged before reading pauses (default %(default)s)")  # fmt: skip
     o = p.add_argument_group("--offline")
     o.add_argument("--out", metavar="FILE", help="decisions output (JSONL)")
+    o.add_argument("--outcomes", metavar="FILE", help="outcome records of the decisions whose window closed (JSONL)")
     o.add_argument("--dead-letter", metavar="FILE", help="write rejected lines here (JSONL)")
     o.add_argument("--partitions", type=positive_int, metavar="N", help="simulated partitions (default: [topics] partitions)")
     p.set_defaults(func=run, replay_parser=p)

@@ -3,9 +3,12 @@
 Generates a clickstream with planted personas and journeys, runs it through the same
 engine the worker runs (in-memory state, simulated partitions), and prints what happened:
 events, rejections, segments, the decisions by trigger and outcome, how many planted
-journeys the triggers caught, and the persona report. Files land in ``--out-dir``:
-``clickstream.jsonl``, ``truth.jsonl``, ``segments.jsonl``, ``decisions.jsonl``,
-``dead-letter.jsonl``, ``report.md`` and ``report.html``.
+journeys the triggers caught, the uplift of each trigger against its holdout group, and
+the persona report (with each persona's triggers and uplift). Files land in
+``--out-dir``: ``clickstream.jsonl``, ``truth.jsonl``, ``segments.jsonl``,
+``decisions.jsonl``, ``outcomes.jsonl``, ``dead-letter.jsonl``, ``report.md`` and
+``report.html``. The generated users do not react to messages (uplift near zero, mostly
+"not enough data" at a 5% holdout); ``intentstream simulate`` has users who do.
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
     from intentstream.stream.report.html import render_html
     from intentstream.stream.report.markdown import render_markdown
     from intentstream.stream.report.model import build_report
+    from intentstream.stream.outcomes.render import render_text
+    from intentstream.stream.outcomes.uplift import summarize
     from intentstream.stream.report.sources import learn
+    from intentstream.stream.report.triggers import cluster_uplift
 
     settings = load_settings(args.config)
     out = Path(args.out_dir)
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     runner.source = str(out / "clickstream.jsonl")
     segments: list[bytes] = []
     decisions: list[bytes] = []
+    outcomes: list[bytes] = []
     t = settings.topics
     with open(out / "dead-letter.jsonl", "wb") as dlq:
         runner.dead_letter = dlq
@@ -94,8 +101,11 @@ def run(args: argparse.Namespace) -> int:
                 segments.append(value)
             elif topic == t.audit:
                 decisions.append(value)
+            elif topic == t.outcomes:
+                outcomes.append(value)
     (out / "segments.jsonl").write_bytes(b"".join(v + b"\n" for v in segments))
     (out / "decisions.jsonl").write_bytes(b"".join(v + b"\n" for v in decisions))
+    (out / "outcomes.jsonl").write_bytes(b"".join(v + b"\n" for v in outcomes))
     engine_s = time.perf_counter() - started
     c = runner.counters
     say(f"2. engine: {c['events']:,} events, {sum(runner.invalid.values())} rejected to the dead-letter file "
@@ -127,12 +137,18 @@ def run(args: argparse.Namespace) -> int:
     for trigger, (caught, planted) in caught_journeys(truth, ds).items():
         say(f"   {trigger:<25} {caught:>5} / {planted:<5} ({caught / max(planted, 1):.0%})")
 
+    records = [codec.loads(v) for v in outcomes]
+    table = summarize(records, levels=(("trigger",),), min_per_arm=settings.outcomes.min_per_arm, confidence=settings.outcomes.confidence)
+    say(f"6. outcomes: {len(records):,} decisions whose attribution window closed -> {out / 'outcomes.jsonl'} "
+        f"(per strategy, channel and persona: intentstream uplift {out / 'outcomes.jsonl'}):")
+    sys.stdout.write("".join(f"   {line}\n" for line in render_text(table).splitlines()))
+
     model = learn(segs, settings.personas)
-    rep = build_report(model, lang=args.lang)
+    rep = build_report(model, lang=args.lang, uplift=cluster_uplift(model, records, settings.outcomes))
     (out / "report.html").write_text(render_html(rep), encoding="utf-8")
     text = render_markdown(rep)
     (out / "report.md").write_text(text, encoding="utf-8")
-    say(f"6. persona report ({len(rep.clusters)} personas; HTML with charts: {out / 'report.html'}), "
+    say(f"7. persona report ({len(rep.clusters)} personas; HTML with charts: {out / 'report.html'}), "
         f"all in {time.perf_counter() - started:.1f}s (engine {engine_s:.1f}s):\n")  # fmt: skip
     sys.stdout.write(text)
     return 0

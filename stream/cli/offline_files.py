@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -99,13 +99,19 @@ def measured_lines(
     yield from held or ()
 
 
-def drive(args: argparse.Namespace, runner: OfflineRunner, keep: str, close_open: bool = False) -> Iterator[bytes]:
+def drive(
+    args: argparse.Namespace, runner: OfflineRunner, keep: str, close_open: bool = False,
+    also: Mapping[str, str] | None = None, seen: Callable[[str, bytes], None] | None = None,
+) -> Iterator[bytes]:  # fmt: skip
     """Run ``args.file`` (sorted first with ``args.sort``) through ``runner``, writing the
-    payloads of topic ``keep`` to ``args.out`` (``-`` or None: stdout) and rejected lines
-    to ``args.dead_letter``; yields each kept payload (for the caller's tallies). Shared by
-    ``segments`` and ``replay --offline``. Raises OSError when the input cannot be opened."""
+    payloads of topic ``keep`` to ``args.out`` (``-`` or None: stdout), those of the
+    topics in ``also`` to the files it names, and rejected lines to ``args.dead_letter``;
+    yields each kept payload and hands every ``also`` payload to ``seen`` (for the
+    caller's tallies). Shared by ``segments`` and ``replay --offline``. Raises OSError
+    when the input cannot be opened."""
     runner.source = args.file
     with open_input(args.file, args.sort) as lines:
+        extra = {topic: open(path, "wb") for topic, path in (also or {}).items()}
         out: BinaryIO = sys.stdout.buffer if args.out in (None, "-") else open(args.out, "wb")
         runner.dead_letter = open(args.dead_letter, "wb") if args.dead_letter else None
         try:
@@ -113,9 +119,15 @@ def drive(args: argparse.Namespace, runner: OfflineRunner, keep: str, close_open
                 if topic == keep:
                     out.write(payload + b"\n")
                     yield payload
+                elif topic in extra:
+                    extra[topic].write(payload + b"\n")
+                    if seen is not None:
+                        seen(topic, payload)
         finally:
             if out is not sys.stdout.buffer:
                 out.close()
+            for fh in extra.values():
+                fh.close()
             if runner.dead_letter is not None:
                 runner.dead_letter.close()
 

@@ -1,10 +1,13 @@
-"""``intentstream replay FILE --offline --out DECISIONS.jsonl``: what a policy would have sent.
+"""``intentstream replay FILE --offline --out DECISIONS.jsonl [--outcomes OUTCOMES.jsonl]``:
+what a policy would have sent, and what each decision achieved.
 
 The whole engine in-process on event time, with the in-memory store: the same
 :class:`~intentstream.stream.engine.offline.OfflineRunner` (simulated partitions, end-of-file watermark) as
 ``intentstream segments``, so the decisions equal the live worker's for the same input
 and settings. Every decision — sent, deferred, suppressed, holdout — is written in the
-output contract, one JSON object per line, in the order the engines made them.
+output contract, one JSON object per line, in the order the engines made them;
+``--outcomes`` writes the outcome records (``actions.outcomes``) of every decision
+whose attribution window closed before the end of the input.
 Malformed lines are counted on stderr (and written to ``--dead-letter FILE``), never
 fatal; the exit status is 0 when the file was read through. Same input and config,
 byte-identical output. Input far out of event-time order stops it (status 2) unless
@@ -20,6 +23,7 @@ from collections import Counter
 
 from intentstream.stream import codec
 from intentstream.stream.cli.offline_files import drive, offline_runner, summary
+from intentstream.stream.outcomes.record import is_measured
 from intentstream.stream.settings import load_settings
 
 
@@ -28,9 +32,18 @@ def run(args: argparse.Namespace) -> int:
     runner = offline_runner(args, settings, args.partitions)
     by_outcome: Counter[tuple[str, str, str]] = Counter()
     started = time.perf_counter()
+    outcomes: Counter[tuple[str, str]] = Counter()
+
+    def tally(topic: str, payload: bytes) -> None:
+        o = codec.loads(payload)
+        arm = o["experiment"]["arm"] if is_measured(o) else "unmeasured"
+        outcomes[(o["trigger"], arm)] += 1
+        outcomes[(o["trigger"], arm + ":converted")] += o["converted"]
+
+    also = {settings.topics.outcomes: args.outcomes} if getattr(args, "outcomes", None) else None
     try:
         seen: set[str] = set()
-        for payload in drive(args, runner, settings.topics.audit):
+        for payload in drive(args, runner, settings.topics.audit, also=also, seen=tally):
             d = codec.loads(payload)
             if "correction" in d:  # see README, "The decision contract": corrections
                 by_outcome[(d["trigger"], "correction", d["correction"]["reason"])] += 1
@@ -47,4 +60,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {'trigger':<24} {'status':<11} {'reason':<12} {'count':>7}", file=sys.stderr)
         for (trigger, status, reason), n in sorted(by_outcome.items()):
             print(f"  {trigger:<24} {status:<11} {reason:<12} {n:>7}", file=sys.stderr)
+    if outcomes:
+        print(f"  outcomes (windows closed; converted/records): {'trigger':<24} treatment    holdout  unmeasured", file=sys.stderr)
+        for trigger in sorted({t for t, _ in outcomes}):
+            cells = [f"{outcomes[(trigger, a + ':converted')]:>5}/{outcomes[(trigger, a)]:<5}" for a in ("treatment", "holdout", "unmeasured")]
+            print(f"  {'':<45} {trigger:<24} {'  '.join(cells)}", file=sys.stderr)
     return 0

@@ -213,6 +213,19 @@ def parse_ts(value: Any) -> int | Rejection:
     return ms
 
 
+def record_ts(value: Any) -> int:
+    """A time written by :func:`format_ts` (or epoch ms) back to epoch ms, for reading the
+    product's own records; a bad one is a ValueError.
+
+    >>> record_ts("2026-01-05T10:00:00.000Z")
+    1767607200000
+    """
+    ts = parse_ts(value)
+    if not isinstance(ts, int):
+        raise ValueError(f"bad timestamp {value!r}")
+    return ts
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from intentstream.stream.contract.events import format_ts, parse_ts
+from intentstream.stream.contract.events import format_ts, record_ts
 
 #: Every status a decision can have.
 STATUSES: Final = {
@@ -125,7 +125,9 @@ class Decision:
     null when suppressed. ``send_at`` is set only when delivery is later than
     ``decided_at``. ``fallback_from`` is the strategy's first-choice channel when the
     decision was re-routed (cap or opt-out). ``strategy`` holds the strategy key, group,
-    rendered content and coupon; ``evidence`` the event ids or segment id that triggered it.
+    rendered content and coupon; ``evidence`` the event ids or segment id that triggered it;
+    ``experiment`` the trigger's holdout experiment and the user's arm (``treatment`` or
+    ``holdout``), set for every decision whatever its status.
     """
 
     action_id: str
@@ -140,6 +142,8 @@ class Decision:
     persona: Mapping[str, Any] | None = None
     strategy: Mapping[str, Any] = field(default_factory=dict)
     evidence: tuple[str, ...] = ()
+    #: the trigger's holdout experiment and the user's arm in it: ``{"id", "arm"}``
+    experiment: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -182,17 +186,14 @@ class Decision:
             "persona": None if self.persona is None else dict(self.persona),
             "strategy": dict(self.strategy),
             "evidence": list(self.evidence),
+            "experiment": None if self.experiment is None else dict(self.experiment),
         }
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> Decision:
         """Inverse of :meth:`to_dict` (for replays and tests)."""
 
-        def ms(value: Any) -> int:
-            ts = parse_ts(value)
-            if not isinstance(ts, int):
-                raise ValueError(f"bad timestamp {value!r}")
-            return ts
+        ms = record_ts
 
         return cls(
             action_id=obj["action_id"],
@@ -207,6 +208,7 @@ class Decision:
             persona=obj["persona"],
             strategy=obj["strategy"],
             evidence=tuple(obj["evidence"]),
+            experiment=obj.get("experiment"),
         )
 
 

@@ -32,6 +32,7 @@ from intentstream.stream.decisions.contract import BehaviourPersona, Decision, a
 from intentstream.stream.contract.events import format_ts
 from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger
 from intentstream.stream.decisions.strategies import Catalogue, catalogue_from_settings
+from intentstream.stream.outcomes.record import HOLDOUT, TREATMENT
 from intentstream.stream.settings import Settings, default_settings
 from intentstream.stream.state.fatigue import COUPON_GRANTED, LedgerStore, Verdict
 
@@ -118,6 +119,7 @@ class Decider:
         choice = self.catalogue.choose(hit.trigger, attrs, hit.ignored_streak, self.regret_streak)
         st = choice.strategy
         aid = action_id(hit.user_id, hit.trigger, hit.evidence)
+        experiment, held_out = self.ledger.holdout.assign(hit.user_id, hit.trigger, hit.experiment)
         offer = None
         if st.coupon:
             offer = {k: v for k, v in st.coupon.details(aid, 0).items() if k != "expires_at"}
@@ -128,6 +130,7 @@ class Decider:
             "decided_at": hit.ts_ms,
             "persona": hit.persona.to_dict() if hit.persona else None,
             "evidence": sorted(set(hit.evidence)),
+            "experiment": {"id": experiment, "arm": HOLDOUT if held_out else TREATMENT},
             "strategy": {
                 "key": st.key,
                 "group": choice.group,
@@ -198,4 +201,5 @@ def build_decision(draft: Mapping[str, Any], v: Verdict) -> Decision:
         persona=draft["persona"],
         strategy=strategy,
         evidence=tuple(draft["evidence"]),
+        experiment=draft.get("experiment"),  # None in ledger records older than per-trigger holdouts
     )

@@ -17,8 +17,8 @@ ms handed in by the caller; nothing here reads a clock):
    None fits: ``suppressed``/``fatigue_cap``. A later send time means ``deferred``/
    ``quiet_hours`` with ``send_at``; a channel other than the strategy's first choice sets
    ``fallback_from``.
-5. **Holdout** — users whose stable hash of (experiment, user_id) falls in the holdout
-   share get ``holdout``/``holdout`` with the channel they would have had. Holdout
+5. **Holdout** — users whose stable hash of (the trigger's experiment, user_id) falls in
+   its holdout share (:class:`HoldoutDesign`) get ``holdout``/``holdout`` with the channel they would have had. Holdout
    decisions are recorded (idempotency) and start the trigger's cooldown, so a holdout
    user's records are as frequent as a treated user's messages, but they never count
    against channel or coupon caps.
@@ -144,6 +144,51 @@ def in_holdout(user_id: str, experiment: str, share: float) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldoutDesign:
+    """One experiment and one control group per trigger: ``<experiment>/<trigger>``,
+    holding out ``shares[trigger]`` (else ``share``) of the users.
+
+    Why the assignment is stable across restarts and replays: it is a pure function of
+    (experiment id, user_id, share) — a BLAKE2b hash compared with the share — and reads
+    no state, no clock and no process randomness, so every worker, every restart and
+    every offline replay computes the same arm. Raising a share only adds users (the
+    threshold moves up); renaming the experiment reshuffles every group.
+
+    >>> d = HoldoutDesign("holdout-v2", 0.05, {"churn_risk": 0.5})
+    >>> d.experiment_id("churn_risk"), d.share_of("churn_risk"), d.share_of("cart_abandoned")
+    ('holdout-v2/churn_risk', 0.5, 0.05)
+    >>> sum(d.assign(f"u{i}", "churn_risk")[1] for i in range(2000)), sum(d.assign(f"u{i}", "cart_abandoned")[1] for i in range(2000))
+    (990, 107)
+    """
+
+    experiment: str
+    share: float
+    shares: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        for trigger, s in {"*": self.share, **self.shares}.items():
+            if not 0.0 <= s <= 1.0:
+                raise ValueError(f"holdout share of {trigger} must be within [0, 1], not {s}")
+
+    @classmethod
+    def from_settings(cls, fs: FatigueSettings | None = None) -> HoldoutDesign:
+        fs = fs or default_settings().fatigue
+        return cls(fs.holdout_experiment, fs.holdout_share, dict(fs.holdout_shares))
+
+    def experiment_id(self, trigger: str) -> str:
+        return f"{self.experiment}/{trigger}"
+
+    def share_of(self, trigger: str) -> float:
+        return self.shares.get(trigger, self.share)
+
+    def assign(self, user_id: str, trigger: str, experiment: str | None = None) -> tuple[str, bool]:
+        """(experiment id, whether the user is held out of it); ``experiment`` overrides
+        the trigger's experiment id."""
+        eid = experiment or self.experiment_id(trigger)
+        return eid, in_holdout(user_id, eid, self.share_of(trigger))
+
+
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """A message the engine would like to send.
 
@@ -191,12 +236,10 @@ class FatigueLedger:
         """``config``: the ``[fatigue]`` settings; ``default_tz``: ``[events] default_tz``
         (both default: :func:`~intentstream.stream.settings.default_settings`)."""
         fs = config or default_settings().fatigue
-        if not 0.0 <= fs.holdout_share <= 1.0:
-            raise ValueError(f"holdout_share must be within [0, 1], not {fs.holdout_share}")
         self.store = store
         self.limits = Limits.from_settings(fs)
         self.quiet = QuietHours.from_settings(fs)
-        self.holdout_share = fs.holdout_share
+        self.holdout = HoldoutDesign.from_settings(fs)
         self.experiment = fs.holdout_experiment
         self.default_tz = default_settings().events.default_tz if default_tz is None else default_tz
 
@@ -217,7 +260,7 @@ class FatigueLedger:
             now=c.decided_at,
             options=options,
             first_choice=c.channels[0] if c.channels else None,
-            holdout=in_holdout(c.user_id, c.experiment or self.experiment, self.holdout_share),
+            holdout=self.holdout.assign(c.user_id, c.trigger, c.experiment)[1],
             coupon=c.coupon,
             payload=payload,
         )

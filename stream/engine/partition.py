@@ -85,6 +85,8 @@ from intentstream.stream.decisions.decider import Decider
 from intentstream.stream.engine.progress import Leaders
 from intentstream.stream.engine.timeline import DECIDED, DUPLICATE, UserTimeline
 from intentstream.stream.engine.user_state import UserState
+from intentstream.stream.outcomes.attribution import AttributionRules
+from intentstream.stream.outcomes.record import ActionOutcome
 from intentstream.stream.sessions.segments import IntentSegment
 from intentstream.stream.sessions.sessionizer import SessionConfig
 from intentstream.stream.settings import Settings, default_settings
@@ -92,6 +94,7 @@ from intentstream.stream.state import CommitBatch, OutboxEntry, PartitionMeta, S
 from intentstream.stream.triggers.rules import EXTRA_TYPES, TriggerRules, trigger_extra
 
 _END = 1 << 62  # "end of time" for flushes
+
 _EXTRA_TYPES = EXTRA_TYPES
 
 
@@ -141,10 +144,11 @@ class PartitionEngine:
         self.decider = decider or Decider.from_settings(settings, store.ledger())
         self.actions_prefix = settings.topics.actions_prefix
         self.audit_topic = settings.topics.audit
-        self.experiment = settings.fatigue.holdout_experiment
+        self.outcomes_topic = settings.topics.outcomes
         self.partition = partition
         self.cfg = config or SessionConfig.from_settings(settings)
         self.rules = TriggerRules(settings.triggers, self.cfg.lateness_ms) if settings.triggers.enabled else None
+        self.attribution = AttributionRules.from_settings(settings.outcomes) if self.rules is not None else None
         self.quorum = settings.events.watermark_quorum
         self.max_future_ms = settings.events.max_future_s * 1000
         self.segments_topic = settings.topics.segments
@@ -246,7 +250,7 @@ class PartitionEngine:
         wanted.update(due_now)
         cache = self._cache
         # closed segments, fired triggers and their decisions, in the order they happen
-        timeline = UserTimeline(cfg, self.rules, self.decider, self.experiment)
+        timeline = UserTimeline(cfg, self.rules, self.decider, self.attribution)
         states: dict[str, UserState] = {}
         dues: dict[str, int | None] = {}
         missing = []
@@ -314,6 +318,11 @@ class PartitionEngine:
                 value = codec.dumps(r.to_dict())
                 key = r.user_id.encode()
                 aid = r.action_id
+                if type(r) is ActionOutcome:
+                    entries.append(OutboxEntry(seq, f"{aid}:outcome", self.outcomes_topic, key, value))
+                    seq += 1
+                    counters[f"outcome:{r.trigger}:{r.experiment['arm']}:{int(r.converted)}:{int(r.measured)}:{int(r.status == 'sent')}"] += 1
+                    continue
                 if type(r) is Correction:
                     entries.append(OutboxEntry(seq, f"{aid}:audit:correction", self.audit_topic, key, value))
                     seq += 1

@@ -13,13 +13,18 @@ The engine's straight path. Each stage is a pure function of values:
 :class:`UserTimeline` composes them for the users of one engine step and collects what
 they return, in the order it happens.
 
+Every decision is also *watched* (:mod:`intentstream.stream.outcomes.watch`) until its
+attribution window closes; then its outcome record is published — one more kind of
+time-driven work.
+
 Two clocks, on purpose. The **trigger rules see every event on arrival**, in the
 partition's offset order — so a trigger the event itself fires (``kyc_rejected``) is
 decided at once, not after the reorder buffer's ``allowed_lateness``; the rules' own
 late-input policy (:mod:`intentstream.stream.triggers.rules`) makes their deadlines
 independent of arrival order. The **sessionizer sees events in event-time order**
 through its reorder buffer. **Time-driven work** — trigger timers (at deadline + 1),
-held decisions (at their send time), the late run's flush and the session's close — runs
+held decisions (at their send time), the late run's flush and the session's close, and
+outcome records (at window end + close grace) — runs
 when the user's horizon passes it, earliest first (ties in that order), before the next
 row is released and before an arriving event is applied. Each trigger is decided the
 moment it fires, so a sent message's feedback timer is armed before the user's next
@@ -54,6 +59,8 @@ from typing import Any
 from intentstream.stream.decisions.contract import BehaviourPersona, Correction, Decision
 from intentstream.stream.decisions.decider import Decider, TriggerHit
 from intentstream.stream.engine.user_state import UserState
+from intentstream.stream.outcomes.attribution import AttributionRules
+from intentstream.stream.outcomes.record import ActionOutcome
 from intentstream.stream.sessions.profiles import note_opt_out
 from intentstream.stream.sessions.segments import IntentSegment
 from intentstream.stream.sessions.sessionizer import (
@@ -77,32 +84,34 @@ from intentstream.stream.settings import TriggerSettings
 from intentstream.stream.triggers.rules import TriggerRules
 from intentstream.stream.triggers.state import Fired
 
-#: What a published record is: a new decision, a held one released or cancelled, a correction.
-DECIDED, RELEASED, CANCELLED, CORRECTED = "decided", "released", "cancelled", "corrected"
+#: What a published record is: a new decision, a held one released or cancelled, a
+#: correction, or the outcome of a decision whose window closed.
+DECIDED, RELEASED, CANCELLED, CORRECTED, OUTCOME = "decided", "released", "cancelled", "corrected", "outcome"
 
 
 class UserTimeline:
     """Runs the stages for users in event-time order; collects, in the order they happen,
     the closed ``segments``, the ``fired`` triggers and the ``records`` to publish:
-    ``(kind, Decision | Correction)`` with kind :data:`DECIDED`, :data:`RELEASED`,
-    :data:`CANCELLED` or :data:`CORRECTED`.
+    ``(kind, Decision | Correction | ActionOutcome)`` with kind :data:`DECIDED`,
+    :data:`RELEASED`, :data:`CANCELLED`, :data:`CORRECTED` or :data:`OUTCOME`.
 
     ``rules`` None: sessions only. ``decider`` None: triggers fire but nothing is decided.
+    ``attribution`` None: decisions are not watched (no outcome records).
     """
 
-    __slots__ = ("cfg", "rules", "decider", "experiment", "segments", "fired", "records", "_premise", "_window_ms")
+    __slots__ = ("cfg", "rules", "decider", "attribution", "segments", "fired", "records", "_premise", "_window_ms")
 
     def __init__(
         self, cfg: SessionConfig, rules: TriggerRules | None = None, decider: Decider | None = None,
-        experiment: str | None = None,
+        attribution: AttributionRules | None = None,
     ) -> None:  # fmt: skip
         self.cfg = cfg
         self.rules = rules
         self.decider = decider
-        self.experiment = experiment
+        self.attribution = attribution if decider is not None else None
         self.segments: list[IntentSegment] = []
         self.fired: list[Fired] = []
-        self.records: list[tuple[str, Decision | Correction]] = []
+        self.records: list[tuple[str, Decision | Correction | ActionOutcome]] = []
         tcfg: TriggerSettings | None = rules.cfg if rules is not None else None
         self._premise = rules.premise_ms if rules is not None else {}
         self._window_ms = tcfg.correction_window_s * 1000 if tcfg is not None else 0
@@ -139,8 +148,12 @@ class UserTimeline:
             if typ == "unsubscribe":
                 note_opt_out(st.prof, mch)  # before any decision that could still reach that channel
                 self._cancelled(st, st.acts.on_opt_out(mch, ts))
+            if st.outs:  # what the event achieved for decisions already made
+                st.outs.on_event(typ, ts, extra.get("action_id") if extra else None, self.attribution.converts(typ))  # type: ignore[union-attr]
             self._decide(st, rules.on_fields(st.trig, ts, eid, typ, amt, extra, hz))
             goal_of = rules.goal_of(typ)
+            if goal_of and st.outs:
+                st.outs.on_premise_goal(goal_of, ts, self._premise)
             if goal_of and st.acts:
                 cancelled, corrections = st.acts.on_goal(st.user_id, goal_of, eid, ts, self._premise, hz, self._window_ms)
                 self._cancelled(st, cancelled)
@@ -171,21 +184,23 @@ class UserTimeline:
                 h = st.acts.next_due()
                 if h is not None and (due is None or h < due):
                     due = h
+            if st.outs and (due is None or st.outs.due < due):
+                due = st.outs.due
         return due
 
     # -- the order of things --
 
     def _settle(self, st: UserState, t: int) -> None:
         """Do, earliest first, what the horizon reaching ``t`` makes due: trigger timers
-        (at deadline + 1), held decisions (at their send time), then the late run's
-        flush or the session's close."""
+        (at deadline + 1), held decisions (at their send time), the late run's flush or
+        the session's close, then outcome records (at window end + close grace)."""
         rules, cfg = self.rules, self.cfg
         x = next_expiry(st, cfg)
         if x is None or x > t:  # hot path (every released row): at most a timer is due
             if rules is None:
                 return
             d = st.trig.next_due()
-            if (d is None or d + 1 > t) and not st.acts.held:
+            if (d is None or d + 1 > t) and not st.acts.held and (not st.outs or st.outs.due > t):
                 return
         while True:
             # the earliest of: a timer (deadline + 1), a held decision, an expiry; ties in that order
@@ -200,14 +215,19 @@ class UserTimeline:
             x = next_expiry(st, cfg)
             if x is not None and x < moment:
                 moment, kind = x, 3
+            if st.outs and st.outs.due < moment:
+                moment, kind = st.outs.due, 4
             if kind == 0:
                 return
             if kind == 1:
                 self._decide(st, rules.fire_due(st.trig, moment - 1))  # type: ignore[union-attr]
             elif kind == 2:
                 self._release_held(st, moment)
-            else:
+            elif kind == 3:
                 self._segment(st, expire(st, cfg), moment)
+            else:
+                first = st.trig.transacted_ms
+                self.records += [(OUTCOME, o) for o in st.outs.take_due(st.user_id, moment, self.attribution, first)]  # type: ignore[arg-type]
 
     def _release(self, st: UserState, row: tuple) -> None:
         self._settle(st, row[0])
@@ -236,10 +256,12 @@ class UserTimeline:
             persona = BehaviourPersona.of(*f.persona) if f.persona else None
             hit = TriggerHit.from_fired(
                 st.user_id, f, tz=st.prof.tz or self.cfg.default_tz, opt_outs=st.prof.opt_outs,
-                persona=persona, experiment=self.experiment,
+                persona=persona,
             )  # fmt: skip
             d = self.decider.decide(hit).decision
             self.records.append((DECIDED, d))
+            if self.attribution is not None:
+                st.outs.open(d, self.attribution)
             if d.is_delivery:
                 self.rules.on_delivery(st.trig, d.action_id, d.trigger, d.delivery_at)  # type: ignore[union-attr]
                 if d.status == "deferred":
@@ -255,12 +277,14 @@ class UserTimeline:
                 continue
             sent = d.released()
             self.records.append((RELEASED, sent))
+            st.outs.update(sent)
             st.acts.remember_sent(sent, at, self._window_ms)
 
     def _cancelled(self, st: UserState, cancelled: list[Decision]) -> None:
         for d in cancelled:
             st.trig.awaiting.pop(d.action_id, None)  # nothing left to open or ignore
             self.records.append((CANCELLED, d))
+            st.outs.update(d)
 
 
-__all__ = ["ACCEPTED", "CANCELLED", "CORRECTED", "DECIDED", "DUPLICATE", "LATE", "RELEASED", "UserTimeline"]
+__all__ = ["ACCEPTED", "CANCELLED", "CORRECTED", "DECIDED", "DUPLICATE", "LATE", "OUTCOME", "RELEASED", "UserTimeline"]

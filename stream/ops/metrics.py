@@ -14,11 +14,16 @@ shape ``intentstream stats`` reads)::
                           "lag": 79, "timers": 311, "recovered": true}, ...},
      "lag": 79, "assigned": [0, 1], "ready": true,
      "persona": {"role": "leader", "leader": true, "learned": 40, "owner": "host:4242"},
+     "outcomes": [{"trigger": "cart_abandoned", "records": 1000, "treatment": 950,
+                   "holdout": 50, "cvr": 0.21, "holdout_cvr": 0.12, "enough": true,
+                   "uplift": {"estimate": 0.09, "low": 0.0, "high": 0.17}}, ...],
      "alerts_active": ["store_unavailable"]}
 
 ``counters`` holds only plain names (no ``:``); the labelled worker counters
 ``decision:<trigger>:<channel>:<status>`` and ``invalid:<reason>`` are broken out into
-``decisions`` and ``invalid_reasons``. The persona writer's counters appear as
+``decisions`` and ``invalid_reasons``; ``outcome:...`` counters feed ``outcomes``, the
+rolling conversion and uplift per trigger over its latest ``[outcomes] metrics_window``
+measured outcome records (:mod:`intentstream.stream.ops.outcomes`). The persona writer's counters appear as
 ``personas.<name>``. ``deltas`` are since the previous record (a counter that went down —
 a restarted pipeline — counts from zero); ``rates`` are deltas per second and absent on a
 worker's first record. Partition fields that are unknown are left out.
@@ -49,6 +54,8 @@ def split_counters(
     for name, value in counters.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
+        if name.startswith("outcome:"):
+            continue  # broken out by intentstream.stream.ops.outcomes
         if name.startswith("decision:"):
             parts = name.split(":", 3)
             if len(parts) == 4:
@@ -130,6 +137,8 @@ def build_record(worker: str, snap: WorkerSnapshot, previous: WorkerSnapshot | N
                 info[name] = v
         parts[str(p)] = info
     record["partitions"] = parts
+    if snap.outcomes:
+        record["outcomes"] = [dict(o) for o in snap.outcomes]
     record["lag"] = sum(st.lag for st in snap.partitions.values() if st.lag is not None)
     record["assigned"] = sorted(snap.assigned) if snap.assigned is not None else None
     record["ready"] = readiness(snap.assigned, snap.recovered if snap.pipeline else None)[0]

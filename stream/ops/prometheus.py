@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 
 from intentstream.stream.ops.alerts import Condition
 from intentstream.stream.ops.metrics import split_counters
+from intentstream.stream.ops.outcomes import outcome_totals
 from intentstream.stream.ops.snapshot import WorkerSnapshot, readiness
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -23,6 +24,9 @@ HELP = {
     "intentstream_redelivered_total": "Input records skipped because their offset was already applied.",
     "intentstream_segments_total": "Intent segments closed.",
     "intentstream_decisions_total": "Trigger decisions by trigger, channel and status.",
+    "intentstream_outcomes_total": "Outcome records (attribution window closed) by trigger, arm and conversion.",
+    "intentstream_outcome_conversion_rate": "Conversion of the trigger's latest [outcomes] metrics_window measured outcome records, by arm.",
+    "intentstream_outcome_uplift": "Conversion uplift (treatment - holdout) over the same window, with its interval bounds.",
     "intentstream_store_retries_total": "State store (Redis) calls retried after an outage.",
     "intentstream_published_total": "Outbox records published and acknowledged.",
     "intentstream_partition_watermark_seconds": "Event-time watermark of the partition (epoch seconds).",
@@ -95,7 +99,10 @@ def render_prometheus(
     Plain worker counters become ``intentstream_<name>_total``; ``decision:...`` keys
     ``intentstream_decisions_total{trigger,channel,status}`` and ``invalid:<reason>``
     keys ``intentstream_invalid_total{reason}`` (each replaces the plain total when
-    present); per-partition gauges carry ``partition``; the persona writer's counters are
+    present); ``outcome:...`` keys ``intentstream_outcomes_total{trigger,arm,converted}``,
+    with the rolling per-trigger gauges ``intentstream_outcome_conversion_rate{trigger,arm}``
+    and ``intentstream_outcome_uplift{trigger,bound}`` (only with enough data);
+    per-partition gauges carry ``partition``; the persona writer's counters are
     ``intentstream_persona_<name>_total``; ``extra_counters`` (the reporter's own) are
     ``intentstream_ops_<name>_total``.
 
@@ -123,6 +130,15 @@ def render_prometheus(
         exp.add("intentstream_decisions_total", "counter", value, {"trigger": t, "channel": c, "status": s})
     for reason, value in sorted(invalid.items()):
         exp.add("intentstream_invalid_total", "counter", value, {"reason": reason})
+    for (t, arm, conv), value in outcome_totals(snap.counters).items():
+        exp.add("intentstream_outcomes_total", "counter", value, {"trigger": t, "arm": arm, "converted": conv})
+    for o in snap.outcomes:
+        for arm, key in (("treatment", "cvr"), ("holdout", "holdout_cvr")):
+            if o[key] is not None:
+                exp.add("intentstream_outcome_conversion_rate", "gauge", o[key], {"trigger": o["trigger"], "arm": arm})
+        if o["uplift"] is not None:
+            for bound in ("estimate", "low", "high"):
+                exp.add("intentstream_outcome_uplift", "gauge", o["uplift"][bound], {"trigger": o["trigger"], "bound": bound})
     gauges = (
         ("watermark_seconds", lambda st: st.watermark_ms / 1000.0 if st.watermark_ms else None),
         ("lag", lambda st: st.lag),

@@ -53,6 +53,8 @@ class WorkerSnapshot:
     pipeline: bool = True
     persona: PersonaState | None = None
     breaker: BreakerState | None = None
+    #: rolling conversion and uplift per trigger (:class:`~intentstream.stream.ops.outcomes.OutcomeMeter`)
+    outcomes: tuple[Mapping[str, Any], ...] = ()
 
 
 def lag_of(highwater: int | None, applied: int | None) -> int | None:

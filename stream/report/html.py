@@ -11,6 +11,7 @@ from typing import Any, Final
 from intentstream.stream.contract.events import format_ts
 from intentstream.stream.report.model import ClusterReport, Report
 from intentstream.stream.report.text import TEXT, percent
+from intentstream.stream.report.triggers import columns, row_cells, uplift_note
 
 __all__ = ["PALETTE", "render_html", "svg_profile", "svg_timeline"]
 
@@ -115,6 +116,8 @@ def render_html(rep: Report) -> str:
         f"<h1>{_e(t['title'])}</h1><p>{_e(t['intro'])}</p>",
         f'<p class="muted">{_e(rep.basis())} {_e(rep.text("threshold", k=rep.min_users))}</p>',
     ]
+    if rep.uplift is not None:
+        out.append(f'<p class="muted">{_e(uplift_note(rep.uplift, rep.lang))}</p>')
     if not rep.clusters and not rep.small:
         out.append(f"<p>{_e(t['empty'])}</p></main></body></html>")
         return "\n".join(out)
@@ -144,7 +147,7 @@ def render_html(rep: Report) -> str:
             out.append(f"<div><h3>{_e(s.title)}</h3><ul>")
             out.extend(f"<li>{_e(line)}</li>" for line in s.lines)
             out.append("</ul></div>")
-        out.append("</div></section>")
+        out.append("</div>" + "".join(_uplift(rep, c)) + "</section>")
     if rep.small:
         out.append(f"<h2>{_e(t['small'])}</h2><p>{_e(rep.text('small_intro', k=rep.min_users))}</p><ul>")
         out.extend(
@@ -155,3 +158,22 @@ def render_html(rep: Report) -> str:
         out.append("</ul>")
     out.append("</main></body></html>")
     return "\n".join(out) + "\n"
+
+
+def _uplift(rep: Report, c: ClusterReport) -> list[str]:
+    """The cluster's "triggers & uplift" part (nothing without outcomes)."""
+    if c.uplift is None or rep.uplift is None:
+        return []
+    t = TEXT[rep.lang]
+    out = [f"<h3>{_e(t['uplift'])}</h3>"]
+    if not c.uplift:
+        return [*out, f'<p class="muted">{_e(t["no_outcomes"])}</p>']
+    cols = columns(rep.lang)
+    out.append("<table><thead><tr>" + f"<th>{_e(cols[0])}</th>" + "".join(f'<th class="n">{_e(h)}</th>' for h in cols[1:5]))
+    out.append(f"<th>{_e(cols[5])}</th></tr></thead><tbody>")
+    for r in c.uplift:
+        cells = row_cells(r, rep.uplift, rep.lang)
+        tds = f"<td>{_e(cells[0])}</td>" + "".join(f'<td class="n">{_e(x)}</td>' for x in cells[1:5])
+        out.append(f"<tr>{tds}<td>{_e(cells[5])}</td></tr>")
+    out.append("</tbody></table>")
+    return out

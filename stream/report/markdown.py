@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from intentstream.stream.report.model import Report
+from intentstream.stream.report.model import ClusterReport, Report
 from intentstream.stream.report.text import TEXT, percent
+from intentstream.stream.report.triggers import columns, row_cells, uplift_note
 
 __all__ = ["render_markdown"]
 
@@ -16,6 +17,8 @@ def render_markdown(rep: Report) -> str:
     """The report as Markdown (the example report's layout, with every section filled)."""
     t = TEXT[rep.lang]
     out = [f"# {t['title']}", "", t["intro"], "", rep.basis(), rep.text("threshold", k=rep.min_users), ""]
+    if rep.uplift is not None:
+        out[-1:-1] = [uplift_note(rep.uplift, rep.lang)]
     if not rep.clusters and not rep.small:
         out += [t["empty"], ""]
         return "\n".join(out)
@@ -30,9 +33,23 @@ def render_markdown(rep: Report) -> str:
         for s in c.strategies:
             out += ["", f"### {s.title}", ""]
             out += [f"- {line}" for line in s.lines]
+        out += _uplift(rep, c)
         out += ["", "---", ""]
     if rep.small:
         out += [f"## {t['small']}", "", rep.text("small_intro", k=rep.min_users), ""]
         out += [f"- {c.title} — {c.label}: {t['col_users']} {c.users}, {t['col_segments']} {c.segments}" for c in rep.small]
         out.append("")
     return "\n".join(out)
+
+
+def _uplift(rep: Report, c: ClusterReport) -> list[str]:
+    """The cluster's "triggers & uplift" part (nothing without outcomes)."""
+    if c.uplift is None or rep.uplift is None:
+        return []
+    t = TEXT[rep.lang]
+    out = ["", f"### {t['uplift']}", ""]
+    if not c.uplift:
+        return [*out, t["no_outcomes"]]
+    out += ["| " + " | ".join(columns(rep.lang)) + " |", "|---|---:|---:|---:|---:|---|"]
+    out += ["| " + " | ".join(_md_cell(x) for x in row_cells(r, rep.uplift, rep.lang)) + " |" for r in c.uplift]
+    return out

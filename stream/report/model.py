@@ -7,7 +7,9 @@ statuses listed under it), key features, a distinguishing trait when clusters sh
 label, a feature profile and six strategy sections from the playbook. Clusters whose
 members (users whose cluster persona it is) are fewer than :func:`min_users_threshold`
 are folded into ``Report.small``. Rendering is :mod:`~intentstream.stream.report.markdown`
-and :mod:`~intentstream.stream.report.html`.
+and :mod:`~intentstream.stream.report.html`. Given an uplift table per trigger and
+cluster (:func:`intentstream.stream.report.triggers.cluster_uplift`), each cluster also
+carries its rows (``ClusterReport.uplift``), rendered as a "triggers & uplift" part.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from intentstream.stream.contract.events import format_ts
+from intentstream.stream.outcomes.uplift import UpliftRow, UpliftTable
 from intentstream.stream.personas.labels import cluster_label
 from intentstream.stream.personas.model import PersonaModel
 from intentstream.stream.personas.playbook import SECTIONS, Playbook, load_playbook
 from intentstream.stream.personas.stats import ClusterStats
 from intentstream.stream.report.text import LANGS, TEXT, percent
+from intentstream.stream.report.triggers import cluster_rows
 from intentstream.stream.settings import PersonaSettings
 
 __all__ = [
@@ -79,6 +83,8 @@ class ClusterReport:
     strategies: list[StrategySection]
     profile: list[tuple[str, float]]
     timeline: dict[int, int]
+    #: the cluster's rows of the report's uplift table, by trigger (None: no outcomes given)
+    uplift: list[UpliftRow] | None = None
 
 
 @dataclass
@@ -95,6 +101,8 @@ class Report:
     last_ms: int | None
     clusters: list[ClusterReport] = field(default_factory=list)
     small: list[ClusterReport] = field(default_factory=list)
+    #: uplift per trigger and cluster (None: the report has no "triggers & uplift" part)
+    uplift: UpliftTable | None = None
 
     def text(self, key: str, **kw: Any) -> str:
         return TEXT[self.lang][key].format(**kw)
@@ -196,9 +204,15 @@ def min_users_threshold(total_users: int, cfg: PersonaSettings, min_users: int |
 
 
 def build_report(
-    model: PersonaModel, *, lang: str = "zh", min_users: int | None = None, playbook: Playbook | None = None
+    model: PersonaModel,
+    *,
+    lang: str = "zh",
+    min_users: int | None = None,
+    playbook: Playbook | None = None,
+    uplift: UpliftTable | None = None,
 ) -> Report:
-    """The report's content for ``model``'s clusters (cost: O(clusters), not users)."""
+    """The report's content for ``model``'s clusters (cost: O(clusters), not users);
+    with ``uplift`` (per trigger and cluster), each cluster's rows of it too."""
     if lang not in TEXT:
         raise ValueError(f"unknown language {lang!r}; known: {', '.join(LANGS)}")
     cfg = model.settings
@@ -216,6 +230,7 @@ def build_report(
         min_users=threshold,
         first_ms=min(firsts) if firsts else None,
         last_ms=max(lasts) if lasts else None,
+        uplift=uplift,
     )
     max_duration = max((st.mean("duration_min") for st in clusters), default=0.0) or 1.0
     max_inter = max((st.mean("interactions") for st in clusters), default=0.0) or 1.0
@@ -266,6 +281,7 @@ def build_report(
             strategies=strategies,
             profile=profile,
             timeline=dict(sorted(st.timeline.items())),
+            uplift=None if uplift is None else cluster_rows(uplift, st.cluster_id),
         )
         (rep.clusters if st.assigned >= threshold and st.assigned > 0 else rep.small).append(cr)
     return rep

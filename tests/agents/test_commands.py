@@ -65,7 +65,7 @@ def test_short_names_map_to_configured_topics():
     got = {name: topic_names.resolve_topic(name, s) for name in topic_names.SHORT_NAMES}
     assert got == {
         "clickstream": "clickstream", "dlq": "clickstream.dlq", "segments": "segments",
-        "audit": "actions.audit", "metrics": "m", "alerts": "ops.alerts", "push": "out.push",
+        "audit": "actions.audit", "outcomes": "actions.outcomes", "metrics": "m", "alerts": "ops.alerts", "push": "out.push",
         "sms": "out.sms", "email": "out.email", "in_app": "out.in_app", "coupon": "out.coupon",
     }  # fmt: skip
     assert topic_names.resolve_topic("t.some.topic", s) == "t.some.topic"

@@ -72,6 +72,7 @@ class Deployment:
             "INTENTSTREAM_TOPICS__SEGMENTS": f"e2e.{run}.segments",
             "INTENTSTREAM_TOPICS__ACTIONS_PREFIX": f"e2e.{run}.actions.",
             "INTENTSTREAM_TOPICS__AUDIT": f"e2e.{run}.audit",
+            "INTENTSTREAM_TOPICS__OUTCOMES": f"e2e.{run}.outcomes",
             "INTENTSTREAM_TOPICS__METRICS": f"e2e.{run}.metrics",
             "INTENTSTREAM_TOPICS__ALERTS": f"e2e.{run}.alerts",
             "INTENTSTREAM_WORKER__APP_ID": f"e2e-{run}",
@@ -178,9 +179,16 @@ def assert_same_as_offline(d: Deployment, expected: dict[str, list[bytes]]) -> N
     kinds = Counter((x["action_id"], x.get("status", "correction")) for x in map(codec.loads, values(audit)))
     assert [k for k, n in kinds.items() if n > 1] == [], "audit records published twice"
     assert sorted(values(audit)) == sorted(want_audit)
+    # one outcome record per decision whose window closed, byte for byte, keyed by user
+    want_outcomes = expected["actions.outcomes"]
+    outcomes = d.wait_for(d.topics["outcomes"], len(want_outcomes))
+    ids = Counter(codec.loads(v)["action_id"] for v in values(outcomes))
+    assert [i for i, n in ids.items() if n > 1] == [], "outcomes published twice"
+    assert sorted(values(outcomes)) == sorted(want_outcomes)
+    assert all(r.key == codec.loads(r.value)["user_id"].encode() for r in outcomes)
     # deliveries: what is sent now and held messages released at their send time, once each,
     # keyed by user; never a deferred or cancelled one
-    for topic in [t for t in expected if t.startswith("actions.") and t != "actions.audit"]:
+    for topic in [t for t in expected if t.startswith("actions.") and t not in ("actions.audit", "actions.outcomes")]:
         records = d.read(d.topics["actions_prefix"] + topic.removeprefix("actions."))
         assert sorted(values(records)) == sorted(expected[topic]), topic
         assert all(r.key == codec.loads(r.value)["user_id"].encode() for r in records)
@@ -211,6 +219,8 @@ def test_live_worker_equals_offline_replay(deployment, trace, redis_url):
     with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
     assert "intentstream_events_total" in text and 'trigger="cart_abandoned"' in text
+    assert 'intentstream_outcomes_total{trigger="first_transaction_nudge",arm="treatment",converted=' in text
+    assert 'intentstream_outcome_conversion_rate{trigger="first_transaction_nudge",arm="treatment"}' in text
     metrics = [codec.loads(v) for v in values(d.wait_for(d.topics["metrics"], 1, timeout=30))]
     assert metrics and max(m["counters"].get("events", 0) for m in metrics) > 0
     # live state is in Redis, under the deployment's prefix, one hash-tagged key per user
@@ -282,7 +292,8 @@ def with_held_and_corrected(lines: list[bytes]) -> list[bytes]:
 
 def test_held_released_cancelled_and_corrected_across_sigkills(deployment, tmp_path):
     """Deferred messages held and then released or cancelled, and corrections, with the
-    worker killed twice mid-stream: actions.* and the audit equal the offline run."""
+    worker killed twice mid-stream — between decisions and the close of their windows:
+    actions.*, the audit and the outcome records equal the offline run."""
     lines = with_held_and_corrected(list(generate_lines(TRACE)))
     path = tmp_path / "held.jsonl"
     path.write_bytes(b"".join(lines))
@@ -293,6 +304,9 @@ def test_held_released_cancelled_and_corrected_across_sigkills(deployment, tmp_p
     outcomes = Counter(x.get("reason", "correction") if x.get("status") != "sent" else "sent" for x in audit if x["user_id"].startswith("held-"))
     assert outcomes["quiet_hours"] >= 15 and outcomes["goal_reached"] >= 5 and outcomes["opt_out"] >= 5 and outcomes["correction"] >= 5
     assert sum(1 for x in audit if x["user_id"].startswith("held-") and x.get("status") == "sent" and x["send_at"]) >= 5  # released
+    closed = [codec.loads(v) for v in expected["actions.outcomes"]]
+    held = [o for o in closed if o["user_id"].startswith("held-")]
+    assert len(closed) >= 150 and {o["status"] for o in held} >= {"sent", "cancelled"} and any(o["corrected"] for o in held)
     d = deployment
     worker = d.start_worker()
     replay = d.replay_in_background(path, rate=3000)

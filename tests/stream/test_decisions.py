@@ -13,7 +13,7 @@ from intentstream.stream.checks import check_deterministic, check_idempotent
 from intentstream.stream.decisions.decider import Decider, TriggerHit, build_decision
 from intentstream.stream.decisions.contract import REASONS, STATUSES, BehaviourPersona, Decision, action_id
 from intentstream.stream.contract.events import parse_ts
-from intentstream.stream.decisions.fatigue import FatigueLedger, in_holdout
+from intentstream.stream.decisions.fatigue import FatigueLedger, HoldoutDesign, in_holdout
 from intentstream.stream.settings import FatigueSettings
 from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Verdict
 from intentstream.stream.state.memory import MemoryLedgerStore
@@ -22,7 +22,7 @@ from intentstream.stream.triggers.state import Fired
 
 KEYS = {
     "action_id", "user_id", "trigger", "channel", "status", "reason", "decided_at", "send_at",
-    "fallback_from", "persona", "strategy", "evidence",
+    "fallback_from", "persona", "strategy", "evidence", "experiment",
 }  # fmt: skip
 STRATEGY_KEYS = {"key", "group", "persona_rule", "channels", "link", "content", "coupon", "coupon_withheld"}
 
@@ -63,7 +63,8 @@ def test_action_id_is_deterministic_and_order_insensitive():
 def test_to_dict_has_a_stable_key_set_for_every_status():
     d = decider()
     seen = {}
-    user = next(f"h{i}" for i in range(10_000) if in_holdout(f"h{i}", "fatigue-holdout-v1", 0.05))
+    design = HoldoutDesign.from_settings()
+    user = next(f"h{i}" for i in range(10_000) if design.assign(f"h{i}", "cart_abandoned")[1])
     hits = [
         hit(at=T0),  # sent
         hit(at=T0 + HOUR_MS, evidence=("e2",)),  # suppressed: cooldown
@@ -145,6 +146,7 @@ def test_the_full_json_of_one_decision():
             "coupon_withheld": None,
         },
         "evidence": ["e1", "e2"],
+        "experiment": {"id": "holdout-v2/cart_abandoned", "arm": "treatment"},
     }
     assert codec.dumps(obj) == codec.dumps(Decision.from_dict(codec.loads(codec.dumps(obj))).to_dict())
 

@@ -50,7 +50,7 @@ def test_every_trigger_fires_and_decisions_follow_the_contract(reference):
     assert released and all(d["send_at"] > d["decided_at"] for d in released)
     for d in ds:
         assert set(d) == {"action_id", "user_id", "trigger", "channel", "status", "reason", "decided_at",
-                          "send_at", "fallback_from", "persona", "strategy", "evidence"}  # fmt: skip
+                          "send_at", "fallback_from", "persona", "strategy", "evidence", "experiment"}  # fmt: skip
         assert (d["reason"] is None) == (d["status"] == "sent")
         assert (d["send_at"] is not None) == (d["status"] in ("deferred", "cancelled") or d in released) or d["status"] == "holdout"
 

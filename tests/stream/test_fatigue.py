@@ -223,7 +223,7 @@ def test_request_applies_opt_outs_quiet_hours_and_holdout():
 def test_from_settings_wires_everything():
     s = load_settings(env={"INTENTSTREAM_FATIGUE__HOLDOUT_SHARE": "0.2", "INTENTSTREAM_EVENTS__DEFAULT_TZ": "Europe/Berlin"})
     ledger = FatigueLedger.from_settings(s, MemoryLedgerStore())
-    assert ledger.holdout_share == 0.2 and ledger.default_tz == "Europe/Berlin"
+    assert ledger.holdout.share_of("churn_risk") == 0.2 and ledger.default_tz == "Europe/Berlin"
     assert ledger.experiment == s.fatigue.holdout_experiment and ledger.limits == Limits.from_settings(s.fatigue)
 
 

@@ -141,7 +141,7 @@ def of(records: Iterable[Record], user: str = "u1", trigger: str | None = None) 
 
 def actions(records: Iterable[Record], user: str = "u1", trigger: str | None = None) -> list[Record]:
     """What reaches a messaging system: the records on actions.<channel>."""
-    return [r for r in of(records, user, trigger) if r.topic != "actions.audit"]
+    return [r for r in of(records, user, trigger) if r.topic not in ("actions.audit", "actions.outcomes")]
 
 
 def decisions(records: Iterable[Record], user: str = "u1", trigger: str | None = None) -> list[dict[str, Any]]:
@@ -690,7 +690,7 @@ def delivered(**delivery: Any) -> Delivered:
     assert [k for k, n in audit.items() if n > 1] == []  # one record of each kind per action
     key = itemgetter("user_id", "trigger", "decided_at")
     return Delivered(
-        Counter(key(r) for t, r in out if t != "actions.audit" and r["trigger"] in MOMENTS),
+        Counter(key(r) for t, r in out if t not in ("actions.audit", "actions.outcomes") and r["trigger"] in MOMENTS),
         {key(r) for t, r in out if "status" in r},
         {key(r) for t, r in out if "correction" in r},
     )

@@ -314,3 +314,32 @@ def test_prometheus_without_breakdowns_keeps_plain_totals_and_odd_names_are_sani
     assert samples[("intentstream_decisions_total", "")] == 0
     assert samples[("intentstream_weird_name_x_total", "")] == 1
     assert ("intentstream_persona_leader", "") not in samples  # no persona writer given
+
+
+def test_outcomes_in_the_metrics_record_and_prometheus():
+    """Rolling conversion and uplift per trigger from the engine's outcome counters: only
+    measured records count, the window keeps the latest N, and below the minimum per arm
+    there is no uplift (not enough data)."""
+    from intentstream.stream.ops.outcomes import OutcomeMeter
+
+    meter = OutcomeMeter(window=50, min_per_arm=10, confidence=0.95)
+    step = {"outcome:cart_abandoned:treatment:1:1:1": 30, "outcome:cart_abandoned:treatment:0:1:1": 10,
+            "outcome:cart_abandoned:holdout:0:1:0": 8, "outcome:cart_abandoned:holdout:1:1:0": 2,
+            "outcome:cart_abandoned:treatment:1:0:1": 99, "outcome:churn_risk:holdout:0:1:0": 3, "events": 5}  # fmt: skip
+    meter.observe(step)
+    cart, churn = meter.summary()
+    assert (cart["records"], cart["treatment"], cart["holdout"], cart["cvr"], cart["holdout_cvr"]) == (50, 40, 10, 0.75, 0.2)
+    assert cart["enough"] and cart["uplift"]["low"] < 0.55 < cart["uplift"]["high"] and cart["uplift"]["low"] > 0
+    assert not churn["enough"] and churn["uplift"] is None and churn["cvr"] is None
+    meter.observe({"outcome:cart_abandoned:holdout:0:1:0": 20})  # the window slides: the oldest leave
+    cart = meter.summary()[0]
+    assert (cart["records"], cart["treatment"], cart["holdout"]) == (50, 30, 20)
+    snap = WorkerSnapshot(10_000, {**step, "decisions": 3}, outcomes=tuple(meter.summary()))
+    record = build_record("w1", snap)
+    assert "outcome:cart_abandoned:treatment:1:1:1" not in record["counters"]
+    assert [o["trigger"] for o in record["outcomes"]] == ["cart_abandoned", "churn_risk"]
+    text = render_prometheus(snap)
+    assert 'intentstream_outcomes_total{trigger="cart_abandoned",arm="treatment",converted="true"} 129' in text
+    assert 'intentstream_outcome_conversion_rate{trigger="cart_abandoned",arm="holdout"}' in text
+    assert 'intentstream_outcome_uplift{trigger="cart_abandoned",bound="low"}' in text
+    assert 'intentstream_outcome_uplift{trigger="churn_risk"' not in text

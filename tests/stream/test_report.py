@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import subprocess
@@ -268,3 +269,105 @@ def test_live_report_reads_the_agents_checkpoint_from_redis(redis_url, files, ca
     finally:
         store.delete_all()
         client.close()
+
+
+# --------------------------------------------------------------------------- triggers & uplift (--outcomes)
+
+
+def _outcomes(users, per_user=(("cart_abandoned", 4, 2), ("kyc_stalled", 1, 0))):
+    """Outcome records (JSON form) for ``users``: per trigger, n treatment and m holdout
+    decisions per user; a user converts under treatment when their number is even."""
+    from intentstream.stream.outcomes.record import ActionOutcome
+
+    recs = []
+    for n, user in enumerate(sorted(users)):
+        for trigger, treated, held in per_user:
+            for j in range(treated + held):
+                arm = "treatment" if j < treated else "holdout"
+                converted = (n % 2 == 0) if arm == "treatment" else (n % 5 == 0)
+                t = 1767607200000 + n * 60_000 + j * 1000
+                recs.append(ActionOutcome(
+                    action_id=f"{user}-{trigger}-{j}", user_id=user, trigger=trigger,
+                    strategy={"key": f"{trigger}_s", "group": "primary"}, channel="push",
+                    status="sent" if arm == "treatment" else "holdout", reason=None if arm == "treatment" else "holdout",
+                    experiment={"id": f"holdout-v2/{trigger}", "arm": arm}, persona=None,
+                    decided_at=t, sent_at=t if arm == "treatment" else None, window_end=t + 259_200_000,
+                    goals=("payment_success",), opened=False, clicked=False, dismissed=False,
+                    converted_at=t + 1000 if converted else None, corrected=False,
+                ).to_dict())  # fmt: skip
+    return recs
+
+
+def _strip_uplift_md(md: str, lang: str) -> str:
+    t = TEXT[lang]
+    md = "\n".join(line for line in md.split("\n") if not line.startswith(t["uplift_note"].split("：")[0].split(":")[0]))
+    return re.sub(rf"\n\n### {re.escape(t['uplift'])}\n\n(?:.+\n)+?(?=\n---\n)", "\n", md)
+
+
+def _strip_uplift_html(page: str, lang: str) -> str:
+    t = TEXT[lang]
+    page = re.sub(r'\n<p class="muted">' + re.escape(html.escape(t["uplift_note"].split("{")[0])) + r"[^<]*</p>", "", page)
+    return re.sub(rf"<h3>{re.escape(html.escape(t['uplift']))}</h3>.*?(?:</table>|</p>)(?=</section>)", "", page)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_uplift_part_per_cluster(lang):
+    from intentstream.stream.report.triggers import cluster_uplift
+    from intentstream.stream.settings import OutcomeSettings
+
+    model = _model()
+    recs = _outcomes([*model.users, "never-seen"])
+    table = cluster_uplift(model, recs, OutcomeSettings.defaults(min_per_arm=20, confidence=0.9))
+    rep = build_report(model, lang=lang, min_users=0, uplift=table)
+    md, page = render_markdown(rep), render_html(rep)
+    t = TEXT[lang]
+    assert md.count(f"### {t['uplift']}\n") == len(rep.clusters) == page.count(f"<h3>{html.escape(t['uplift'])}</h3>")
+    enough = short = 0
+    for c in rep.clusters:
+        members = sorted(u for u, cid in model.users.items() if cid == c.cluster_id)
+        assert [r.key["trigger"] for r in c.uplift] == (["cart_abandoned", "kyc_stalled"] if members else [])
+        cart = c.uplift[0]
+        assert (cart.treatment, cart.holdout, cart.sent) == (4 * len(members), 2 * len(members), 4 * len(members))
+        body = md.split(f"## {c.title}\n", 1)[1].split("\n---\n", 1)[0]
+        part = body.split(f"### {t['uplift']}\n", 1)[1]
+        assert f"| cart_abandoned | {4 * len(members)}+{2 * len(members)} | {4 * len(members)} |" in part
+        if cart.enough:
+            enough += 1
+            assert f"{cart.cvr * 100:.1f}%" in part and f"{cart.uplift_abs.estimate * 100:+.1f} [" in part
+        else:
+            short += 1
+            assert t["not_enough"].format(t=cart.treatment, h=cart.holdout, k=20) in part
+        assert t["not_enough"].format(t=len(members), h=0, k=20) in part  # kyc_stalled: no holdout at all
+    assert enough and short  # the fixture has clusters on both sides of the rule
+    assert table.measured == len(recs) and sum(r.treatment + r.holdout for r in table.rows if r.key["persona"] == "unassigned") == 7
+    # without outcomes, the same report byte for byte
+    plain = build_report(model, lang=lang, min_users=0)
+    assert _strip_uplift_md(md, lang) == render_markdown(plain) != md
+    assert _strip_uplift_html(page, lang) == render_html(plain) != page
+    assert not _URL.search(page)
+
+
+def test_uplift_part_of_a_cluster_without_outcomes():
+    from intentstream.stream.report.triggers import cluster_uplift
+
+    model = _model()
+    rep = build_report(model, lang="en", min_users=0, uplift=cluster_uplift(model, []))
+    assert all(c.uplift == [] for c in rep.clusters)
+    assert render_markdown(rep).count(TEXT["en"]["no_outcomes"]) == len(rep.clusters)
+
+
+def test_command_with_outcomes(files, capsys):
+    d, _, segs = files
+    users = {codec.loads(line)["user_id"] for line in segs.read_bytes().splitlines()}
+    out = d / "outcomes.jsonl"
+    out.write_bytes(b"".join(codec.dumps_line(r) for r in _outcomes(users)) + b"{broken\n")
+    assert main(["report", "--segments", str(segs), "--lang", "en", "--min-users", "1", "--outcomes", str(out), "--out", str(d / "u.md")]) == 0
+    assert "skipped 1 line(s): not JSON" in capsys.readouterr().err
+    with_part = (d / "u.md").read_text(encoding="utf-8")
+    assert main(["report", "--segments", str(segs), "--lang", "en", "--min-users", "1", "--out", str(d / "plain.md")]) == 0
+    assert with_part.count("### Triggers & uplift\n") == with_part.count("### Differentiated campaigns\n") > 0
+    assert "not enough data" in with_part  # the default [outcomes] min_per_arm: 30 per arm
+    assert _strip_uplift_md(with_part, "en") == (d / "plain.md").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["report", "--segments", str(segs), "--outcomes", str(d / "missing.jsonl")]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err

@@ -13,6 +13,11 @@ which line differ between two revisions on larger traces. History:
 * the robust watermark (issue 17, ``[events] watermark_quorum = 2``): the watermark
   follows the 2nd most advanced user, not the newest event, so fewer events count as
   late (83 instead of 124 here) and a few segments and decisions differ accordingly.
+* outcomes and per-trigger holdouts (issue 12): every decision carries its experiment
+  and arm (``experiment``), each trigger has its own control group (``holdout-v2/<trigger>``,
+  so which users are held out changed), ``actions.outcomes`` appears, and a user's next
+  due moment includes the close of their attribution windows, so users are advanced in
+  a different order within a step: the *set* of segments is unchanged.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ TRACE = GeneratorConfig(users=300, days=7, seed=3, late_share=0.05, duplicate_sh
 
 EXPECTED = {
     "clickstream": "203b4c80d69f3618ceed0a61c78edf8e159a72e834089655cf6b84516724e886",
-    "segments": "16055413c0a17de905ab0e2d57d0135aeb21663f1b0e368ac37f94824b813366",
-    "actions.audit": "1f01b3845c893b401ac6735e85559b724ad2e9de3f960bfd179e5453f4e0619d",
-    "actions.push": "949245a6391c27a3d90a88d53203a190a24ed95c7e39e887d6d9592ea7d86cb4",
-    "actions.email": "2e4940a24821c785823bb98567707ff94e441ce5e0aaa23a95f258541852927d",
-    "actions.in_app": "dac5417460107a42e9103fe962b686668e0d5f6e1142e63febf87d589d36b784",
+    "segments": "b8a49a66b7ff1acf05f67f2ef348cb761100178bf07f936f3f827035ec0fea73",
+    "actions.audit": "0cfed0f580ffbcdaaf789706cb60d2bc8f520e9ebb09c7b0664abcb7edb31bec",
+    "actions.push": "24546398151acbb9fa337b1ce4b55b43a8d309a8e1ec3857a656f09270363fb5",
+    "actions.email": "cfd092b9f988a43f80a4a6d51d6a3481c0dac32224d6bfc81014d73354c2b976",
+    "actions.in_app": "0fb2b41bf1036bcb08c2e117a4db346e70cce0b17fcd57edf288fef1c7129de1",
+    "actions.outcomes": "08c923b6e5020be3b9a102f00a648f4254c292dbfdc058c7d7d4beeb4cec3717",
     "dead_letter": "97a707077df0c9e3ff34d895f2a1dbf697ff2d335c66114faf4390eec050f189",
 }
 

@@ -169,12 +169,13 @@ def _holdout_user(share: float = 0.05, experiment: str = "fatigue-holdout-v1") -
 def test_holdout_is_recorded_not_counted_and_starts_the_cooldown(store):
     ledger = FatigueLedger(store)  # default holdout ([fatigue] holdout_share: 5%)
     user = _holdout_user()
-    verdicts = [ledger.check(cand(f"h{i}", T0 + i, ("push", "email"), user=user, coupon=True)) for i in range(10)]
+    exp = "fatigue-holdout-v1"  # one experiment for the candidates' made-up triggers
+    verdicts = [ledger.check(cand(f"h{i}", T0 + i, ("push", "email"), user=user, coupon=True, experiment=exp)) for i in range(10)]
     assert {(v.status, v.reason, v.channel, v.coupon) for v in verdicts} == {("holdout", "holdout", "push", "not_sent")}
-    again = ledger.check(cand("h-again", T0 + HOUR_MS, ("push",), user=user, trigger="trig-h0"))
+    again = ledger.check(cand("h-again", T0 + HOUR_MS, ("push",), user=user, trigger="trig-h0", experiment=exp))
     assert again.reason == "cooldown"
     # a quiet-hours holdout shows when it would have gone
-    v = ledger.check(cand("h-night", ts("2026-01-05T23:00:00Z"), ("sms",), user=user, tz="UTC"))
+    v = ledger.check(cand("h-night", ts("2026-01-05T23:00:00Z"), ("sms",), user=user, tz="UTC", experiment=exp))
     assert (v.status, format_ts(v.send_at)) == ("holdout", "2026-01-06T08:00:00.000Z")
     # nothing was counted: with holdout off, the same user still has every cap free
     treated = FatigueLedger(store, FatigueSettings.defaults(holdout_share=0.0))
