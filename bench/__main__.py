@@ -21,6 +21,7 @@ BENCHES = {
     "personas": False,
     "replay": True,
     "worker": True,
+    "uplift": False,
 }
 
 

@@ -329,6 +329,21 @@ def load_settings(
     return _build(Settings, data, "", base)
 
 
+def overlay(settings: Settings, data: Mapping[str, Any] | str | Path, where: str | Path = "overrides") -> Settings:
+    """``settings`` with ``data`` (a table, or a TOML file's path) laid over it, merged and
+    validated exactly as :func:`load_settings` merges its files (tables key by key; an
+    unknown key is a :class:`SettingsError`). ``where`` names the source in errors.
+
+    >>> overlay(default_settings(), {"fatigue": {"channel_cap": 1}}).fatigue.channel_cap
+    1
+    """
+    if not isinstance(data, Mapping):
+        where, data = data, _read_toml(data)
+    merged = dataclasses.asdict(settings)
+    _merge(merged, data)
+    return _build(Settings, merged, "", where)
+
+
 def _read_toml(path: str | Path) -> dict[str, Any]:
     with open(path, "rb") as fh:
         return tomllib.load(fh)

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "intentstream.stream.cli.uplift",
     "intentstream.stream.cli.demo",
     "intentstream.stream.cli.backtest",
+    "intentstream.stream.cli.simulate",
     "intentstream.agents.commands.topics",
     "intentstream.agents.commands.worker",
     "intentstream.agents.commands.personas",

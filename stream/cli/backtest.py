@@ -23,7 +23,6 @@ bad policy file; input far out of event-time order stops it unless ``--sort`` or
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from collections.abc import Mapping
@@ -36,7 +35,7 @@ from intentstream.stream.cli.offline_files import add_order_args, offline_runner
 from intentstream.stream.decisions.strategies import CatalogueError, catalogue_from_settings
 from intentstream.stream.outcomes.backtest import COUNTS, EXAMPLES, FinalDecision, compare, final_decisions
 from intentstream.stream.outcomes.uplift import UpliftTable
-from intentstream.stream.settings import Settings, SettingsError, _build, _merge, _read_toml, load_settings
+from intentstream.stream.settings import Settings, SettingsError, load_settings, overlay
 
 FORMATS = ("text", "md", "json")
 
@@ -90,9 +89,7 @@ def with_policy(settings: Settings, path: str | Path) -> Settings:
     >>> s.fatigue.channel_cap, s.fatigue.holdout_shares["churn_risk"], s.fatigue.window_s == default_settings().fatigue.window_s
     (1, 0.2, True)
     """
-    data = dataclasses.asdict(settings)  # settings.py's own merge and validation: one reading of a file
-    _merge(data, _read_toml(path))
-    return _build(Settings, data, "", path)
+    return overlay(settings, path)
 
 
 def replay(args: argparse.Namespace, settings: Settings, name: str) -> list[FinalDecision]:
