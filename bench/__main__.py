@@ -22,6 +22,7 @@ BENCHES = {
     "replay": True,
     "worker": True,
     "uplift": False,
+    "policy": False,
 }
 
 

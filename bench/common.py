@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import platform
 import statistics
 import time
@@ -65,3 +67,14 @@ def redis_client(url: str | None = None):
         client.close()
         return None
     return client
+
+
+def simulation_args(prog: str, seeds: int, first_seed: int, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments of the simulator benchmarks: seeds, users, days, world file."""
+    ap = argparse.ArgumentParser(prog=prog)
+    ap.add_argument("--seeds", type=int, default=seeds, help="number of seeds (default %(default)s)")
+    ap.add_argument("--first-seed", type=int, default=first_seed, help="first seed (default %(default)s)")
+    ap.add_argument("--users", type=int, default=1500, help="simulated users per seed (default %(default)s)")
+    ap.add_argument("--days", type=int, default=21, help="days of journeys per seed (default %(default)s)")
+    ap.add_argument("--world", help="simulation override file (TOML)")
+    return ap.parse_args(argv)

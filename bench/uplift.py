@@ -13,12 +13,11 @@ replay of the same clickstream (the open-loop engine alone, same settings).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections import defaultdict
 
-from bench.common import Result, print_table
+from bench.common import simulation_args, Result, print_table
 from intentstream.stream.engine.offline import OfflineRunner
 from intentstream.stream.simulate.calibration import Check, checks, coverage
 from intentstream.stream.simulate.loop import simulate
@@ -31,13 +30,7 @@ def _fmt(values: list[float], spec: str = "+.3f") -> str:
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
-    ap = argparse.ArgumentParser(prog="python -m bench.uplift")
-    ap.add_argument("--seeds", type=int, default=12, help="number of seeds (default %(default)s)")
-    ap.add_argument("--first-seed", type=int, default=100, help="first seed (default %(default)s)")
-    ap.add_argument("--users", type=int, default=1500, help="simulated users per seed (default %(default)s)")
-    ap.add_argument("--days", type=int, default=21, help="days of journeys per seed (default %(default)s)")
-    ap.add_argument("--world", help="simulation override file (TOML)")
-    args = ap.parse_args(argv)
+    args = simulation_args("python -m bench.uplift", 12, 100, argv)
     world = load_world(args.world)
     settings = engine_settings(world)
     by_trigger: dict[str, list[Check]] = defaultdict(list)

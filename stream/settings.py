@@ -128,7 +128,9 @@ class TriggerSettings(SettingsSection):
     cart_abandon_s: int
     payment_stall_s: int
     kyc_stall_s: int
-    churn_silence_s: int
+    churn_steps_s: tuple[int, ...]
+    churn_rhythm_factor: float
+    churn_rhythm_min_days: int
     churn_min_active_days: int
     churn_lookback_days: int
     nudge_min_strength: float
@@ -140,6 +142,12 @@ class TriggerSettings(SettingsSection):
     late_timer_grace_s: int
     correction_window_s: int
     goals: dict[str, list[str]]
+
+    @property
+    def churn_silence_s(self) -> int:
+        """The silence before the first churn reminder (``churn_steps_s[0]``): what the
+        synthetic ground truth and the simulator's world checks call churn."""
+        return self.churn_steps_s[0]
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,8 @@ class FatigueSettings(SettingsSection):
     channel_cap: int
     coupon_cap: int
     cooldown_s: int
+    global_caps: tuple[tuple[int, int], ...]
+    trigger_priority: tuple[str, ...]
     quiet_start: str
     quiet_end: str
     quiet_channels: tuple[str, ...]
@@ -183,6 +193,13 @@ class OutcomeSettings(SettingsSection):
     min_per_arm: int
     confidence: float
     metrics_window: int
+
+
+@dataclass(frozen=True)
+class SendTimeSettings(SettingsSection):
+    triggers: tuple[str, ...]
+    max_delay_s: int
+    min_seen: int
 
 
 @dataclass(frozen=True)
@@ -284,6 +301,7 @@ class Settings(SettingsSection):
     worker: WorkerSettings
     fatigue: FatigueSettings
     outcomes: OutcomeSettings
+    send_time: SendTimeSettings
     strategies: StrategySettings
     personas: PersonaSettings
     persona_writer: PersonaWriterSettings

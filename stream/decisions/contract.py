@@ -32,7 +32,7 @@ from intentstream.stream.contract.events import format_ts, record_ts
 #: Every status a decision can have.
 STATUSES: Final = {
     "sent": "deliver now on ``channel`` (also when a deferred message is released at its ``send_at``)",
-    "deferred": "held by the engine until ``send_at`` (quiet hours), then released as ``sent`` or ``cancelled``",
+    "deferred": "held by the engine until ``send_at`` (quiet hours, send time), then released as ``sent`` or ``cancelled``",
     "cancelled": "a deferred message withdrawn before its send time; ``reason`` says why",
     "suppressed": "not delivered; ``reason`` says why",
     "holdout": "the user is in the holdout group: recorded, never delivered",
@@ -41,9 +41,14 @@ STATUSES: Final = {
 #: Every reason code, with what it means. ``reason`` is null for ``sent``.
 REASONS: Final = {
     "quiet_hours": "deferred: the send time fell in the user's local quiet hours",
+    "send_time": "deferred: held until the user's next likely active hour (``[send_time]``); quiet hours still apply",
     "cooldown": "suppressed: the same trigger reached this user within the cooldown",
     "opt_out": "suppressed: the user opted out of every channel of the strategy",
     "fatigue_cap": "suppressed: every remaining channel is at its cap for the rolling window",
+    "global_cap": "suppressed: the user already has the most messages, all channels together, "
+    "that a rolling window allows (``[fatigue] global_caps``); another channel would not help",
+    "priority": "suppressed: the message would take the last free slot of a global window while "
+    "the user has a pending journey of a higher-priority trigger (``[fatigue] trigger_priority``)",
     "holdout": "holdout: the user is in the experiment's holdout group",
     "stale": "suppressed: a late event revealed a moment already long past (``[triggers] late_timer_grace_s``)",
     "goal_reached": "cancelled: the trigger's goal happened before the send time (``[triggers.goals]``)",

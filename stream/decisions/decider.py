@@ -35,6 +35,7 @@ from intentstream.stream.decisions.strategies import Catalogue, catalogue_from_s
 from intentstream.stream.outcomes.record import HOLDOUT, TREATMENT
 from intentstream.stream.settings import Settings, default_settings
 from intentstream.stream.state.fatigue import COUPON_GRANTED, LedgerStore, Verdict
+from intentstream.stream.triggers.rules import TIMER_TRIGGER
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,11 @@ class TriggerHit:
     #: about a moment long past (a late event revealed it): recorded as suppressed, reason
     #: ``stale``, without touching the ledger (it counts against no cap or cooldown)
     stale: bool = False
-
+    #: trigger -> deadline (ms) of the user's pending journeys (armed timers): the fatigue
+    #: ledger's priority rule keeps the last free global slot for the higher-ranked ones
+    pending: Mapping[str, int] = field(default_factory=dict)
+    #: the user's recent active hours (``UserProfile.hours``): send-time optimisation
+    active_hours: str = ""
 
     @classmethod
     def from_fired(
@@ -71,8 +76,12 @@ class TriggerHit:
         opt_outs: Iterable[str] = (),
         persona: BehaviourPersona | None = None,
         experiment: str | None = None,
+        timers: Mapping[str, Any] | None = None,
+        active_hours: str = "",
     ) -> TriggerHit:
-        """From a :class:`intentstream.stream.triggers.rules.Fired` and what the engine knows of the user."""
+        """From a :class:`intentstream.stream.triggers.rules.Fired` and what the engine knows of the
+        user; ``timers``: the user's armed trigger timers (``TriggerState.timers``), whose
+        triggers are ``pending`` unless stale (a stale timer never sends)."""
         return cls(
             user_id=user_id,
             trigger=fired.trigger,
@@ -85,6 +94,8 @@ class TriggerHit:
             ignored_streak=fired.ignored_streak,
             experiment=experiment,
             stale=fired.stale,
+            pending={TIMER_TRIGGER[k]: t.due_ms for k, t in (timers or {}).items() if not t.stale},
+            active_hours=active_hours,
         )
 
 
@@ -151,6 +162,8 @@ class Decider:
             opt_outs=hit.opt_outs,
             experiment=hit.experiment,
             coupon=st.coupon is not None,
+            pending=hit.pending,
+            active_hours=hit.active_hours,
         )
         return cand, draft
 

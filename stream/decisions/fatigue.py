@@ -17,21 +17,41 @@ ms handed in by the caller; nothing here reads a clock):
    None fits: ``suppressed``/``fatigue_cap``. A later send time means ``deferred``/
    ``quiet_hours`` with ``send_at``; a channel other than the strategy's first choice sets
    ``fallback_from``.
-5. **Holdout** — users whose stable hash of (the trigger's experiment, user_id) falls in
+5. **Global caps and priority** — across every message channel together (the coupon
+   pseudo-channel is not a message), at most ``max`` deliveries in any rolling window of
+   each ``[fatigue] global_caps`` pair (default 2 per 24 h and 5 per 7 days), checked at
+   the chosen channel's send time with the same window rule as the channel caps. A
+   message that does not fit: ``suppressed``/``global_cap`` — no fallback, the cap is
+   across channels. **Priority** (``[fatigue] trigger_priority``, :class:`TriggerPriority`):
+   a message may not take the *last* free slot of a global window while the same user
+   has a pending journey of a higher-priority trigger — an armed, not stale trigger timer
+   (``Candidate.pending``: trigger → deadline, filled by the engine from the user's
+   trigger state) — whose message could fall in that window too: its deadline (the
+   earliest send time it can have) is before this send time + the window's length.
+   Then ``suppressed``/``priority``. So a churn timer due in 6 days keeps the last slot of
+   the 7-day window, not of the 24-hour one; a cart timer due in 30 minutes keeps both.
+   Otherwise the first decided message takes a free slot (nothing is held back for a
+   journey that is not pending). The rule depends only on the user's state at decision
+   time, which replay and live share. Triggers the engine fires in one step are decided
+   in deadline order and do not count as pending for each other. Like the channel caps,
+   both checks run before the holdout split, so both arms are filtered alike; neither
+   starts the cooldown.
+6. **Holdout** — users whose stable hash of (the trigger's experiment, user_id) falls in
    its holdout share (:class:`HoldoutDesign`) get ``holdout``/``holdout`` with the channel they would have had. Holdout
    decisions are recorded (idempotency) and start the trigger's cooldown, so a holdout
    user's records are as frequent as a treated user's messages, but they never count
-   against channel or coupon caps.
-6. **Coupon** — a strategy's coupon is attached to its message, not a separate decision:
+   against channel, global or coupon caps.
+7. **Coupon** — a strategy's coupon is attached to its message, not a separate decision:
    the ``coupon`` pseudo-channel has its own cap (``coupon_cap`` per window, counted at the
    message's send time). Capped: the message still goes, without the coupon
    (``coupon="fatigue_cap"``); a message that does not go carries none (``"not_sent"``).
 
-Steps 1–2 and 4–6 read and write the per-user state through a
+Steps 1–2 and 4–7 read and write the per-user state through a
 :class:`~intentstream.stream.state.fatigue.LedgerStore` (the protocol, with the values it
 speaks: :class:`~intentstream.stream.state.fatigue.LedgerRequest`,
 :class:`~intentstream.stream.state.fatigue.Verdict`, :class:`~intentstream.stream.state.fatigue.Limits`
-and the cap rule :func:`~intentstream.stream.state.fatigue.window_fits`), which does them
+and the cap rules :func:`~intentstream.stream.state.fatigue.window_fits` and
+:func:`~intentstream.stream.state.fatigue.global_block`), which does them
 atomically per user: ``intentstream.stream.state.memory.fatigue.MemoryLedgerStore`` offline and
 ``intentstream.stream.state.redis.fatigue.RedisLedgerStore`` (one Lua script) for the live engine.
 Both give identical verdicts (``tests/stream/state/test_fatigue_contract.py``).
@@ -40,8 +60,8 @@ Both give identical verdicts (``tests/stream/state/test_fatigue_contract.py``).
 >>> from intentstream.stream.state.memory.fatigue import MemoryLedgerStore
 >>> ledger = FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=0.0))
 >>> noon = 1767614400000  # 2026-01-05T12:00Z
->>> def cand(aid, ts):
-...     return Candidate(aid, "u1", "cart_abandoned", ts, ("push", "email"), tz="UTC")
+>>> def cand(aid, ts, trigger="cart_abandoned", pending={}):
+...     return Candidate(aid, "u1", trigger, ts, ("push", "email"), tz="UTC", pending=pending)
 >>> [ledger.check(cand(f"a{i}", noon + i * DAY_MS)).channel for i in range(5)]
 ['push', 'push', 'push', 'email', 'email']
 >>> v = ledger.check(cand("late", noon + 4 * DAY_MS + HOUR_MS))  # an hour after a4
@@ -49,18 +69,33 @@ Both give identical verdicts (``tests/stream/state/test_fatigue_contract.py``).
 ('suppressed', 'cooldown', None)
 >>> ledger.check(cand("a0", noon)).duplicate                 # redelivery: no-op
 True
+>>> ledger.check(cand("b", noon + 5 * DAY_MS, "churn_risk")).reason  # a0..a4: 5 in 7 days
+'global_cap'
+>>> ledger.check(cand("c", noon + 7 * DAY_MS, "churn_risk")).status  # a0 is a week old
+'sent'
+>>> # a day later a2, a3, a4, c leave one slot of 5: not for a lower-priority trigger
+>>> # while the user's cart journey is pending (due in 30 min), first come otherwise
+>>> ledger.check(cand("d", noon + 8 * DAY_MS, "coupon_interest", {"cart_abandoned": noon + 8 * DAY_MS + 30 * 60_000})).reason
+'priority'
+>>> ledger.check(cand("e", noon + 8 * DAY_MS, "coupon_interest")).status
+'sent'
+>>> ledger.check(cand("f", noon + 8 * DAY_MS + HOUR_MS, "payment_stalled")).reason  # full again
+'global_cap'
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 from intentstream.stream.contract.events import zone
+from intentstream.stream.decisions.send_time import SendTimeRule
 from intentstream.stream.settings import FatigueSettings, Settings, default_settings
-from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, SECOND_MS, LedgerRequest, LedgerStore, Limits, Verdict
+from intentstream.stream.state.fatigue import (
+    DAY_MS, HOUR_MS, SECOND_MS, LedgerRequest, LedgerStore, Limits, Verdict,
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- inputs
@@ -144,6 +179,46 @@ def in_holdout(user_id: str, experiment: str, share: float) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class TriggerPriority:
+    """``[fatigue] trigger_priority``: triggers, highest priority first; a trigger not
+    listed ranks below every listed one.
+
+    :meth:`reserve_due` is the earliest deadline of the *pending* triggers (armed journey
+    timers of the same user, trigger → deadline) that rank strictly above ``trigger``, or
+    None: the ledger keeps the last free slot of every global window that deadline could
+    share with the message (:func:`~intentstream.stream.state.fatigue.global_block`).
+
+    >>> p = TriggerPriority.from_settings()
+    >>> p.rank("cart_abandoned"), p.rank("first_transaction_nudge"), p.rank("made_up")
+    (0, 6, 7)
+    >>> p.reserve_due("churn_risk", {"kyc_stalled": 50, "cart_abandoned": 70, "coupon_interest": 10})
+    50
+    >>> p.reserve_due("kyc_stalled", {"churn_risk": 10}), p.reserve_due("cart_abandoned", {"cart_abandoned": 10})
+    (None, None)
+    """
+
+    order: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        dup = sorted({t for t in self.order if self.order.count(t) > 1})
+        if dup:
+            raise ValueError(f"[fatigue] trigger_priority lists {dup} more than once")
+
+    @classmethod
+    def from_settings(cls, fs: FatigueSettings | None = None) -> TriggerPriority:
+        fs = fs or default_settings().fatigue
+        return cls(tuple(fs.trigger_priority))
+
+    def rank(self, trigger: str) -> int:
+        """0 for the highest priority; ``len(order)`` for triggers not listed."""
+        return self.order.index(trigger) if trigger in self.order else len(self.order)
+
+    def reserve_due(self, trigger: str, pending: Mapping[str, int]) -> int | None:
+        rank = self.rank(trigger)
+        return min((due for p, due in pending.items() if self.rank(p) < rank), default=None)
+
+
+@dataclass(frozen=True, slots=True)
 class HoldoutDesign:
     """One experiment and one control group per trigger: ``<experiment>/<trigger>``,
     holding out ``shares[trigger]`` (else ``share``) of the users.
@@ -196,7 +271,8 @@ class Candidate:
     ``channels`` is the strategy's channel order; ``tz`` the user's IANA zone (``None``:
     the ledger's default); ``opt_outs`` the channels the user unsubscribed from;
     ``experiment`` the holdout experiment (``None``: the ledger's); ``coupon`` whether the
-    strategy attaches a coupon.
+    strategy attaches a coupon; ``pending`` the user's triggers whose journeys are pending
+    (armed timers) with their deadlines (ms), for the priority rule.
     """
 
     action_id: str
@@ -208,6 +284,10 @@ class Candidate:
     opt_outs: frozenset[str] = frozenset()
     experiment: str | None = None
     coupon: bool = False
+    pending: Mapping[str, int] = field(default_factory=dict)
+    #: the user's recent active hours (:attr:`~intentstream.stream.sessions.profiles.UserProfile.hours`),
+    #: for send-time optimisation (:mod:`intentstream.stream.decisions.send_time`)
+    active_hours: str = ""
 
 
 # --------------------------------------------------------------------------- the ledger
@@ -217,8 +297,9 @@ class FatigueLedger:
     """The fatigue policy over a :class:`LedgerStore`.
 
     The policy's pure half (opt-outs, quiet hours, holdout assignment) runs here, in
-    Python — Lua has no time-zone data; the stateful half (idempotency, cooldown, caps,
-    fallback, coupon) runs in the store, atomically per user.
+    Python — Lua has no time-zone data — and so does the priority rule's ``reserve_due``; the
+    stateful half (idempotency, cooldown, channel and global caps, fallback, coupon) runs
+    in the store, atomically per user.
 
     >>> from intentstream.stream.settings import FatigueSettings
     >>> from intentstream.stream.state.memory.fatigue import MemoryLedgerStore
@@ -232,37 +313,56 @@ class FatigueLedger:
     ('deferred', 'quiet_hours', 'push', 1767657600000)
     """
 
-    def __init__(self, store: LedgerStore, config: FatigueSettings | None = None, *, default_tz: str | None = None) -> None:
-        """``config``: the ``[fatigue]`` settings; ``default_tz``: ``[events] default_tz``
-        (both default: :func:`~intentstream.stream.settings.default_settings`)."""
+    def __init__(
+        self, store: LedgerStore, config: FatigueSettings | None = None, *, default_tz: str | None = None,
+        send_time: SendTimeRule | None = None,
+    ) -> None:  # fmt: skip
+        """``config``: the ``[fatigue]`` settings; ``default_tz``: ``[events] default_tz``;
+        ``send_time``: the ``[send_time]`` rule (all default:
+        :func:`~intentstream.stream.settings.default_settings`)."""
         fs = config or default_settings().fatigue
+        self.send_time = send_time or SendTimeRule.from_settings()
         self.store = store
         self.limits = Limits.from_settings(fs)
         self.quiet = QuietHours.from_settings(fs)
         self.holdout = HoldoutDesign.from_settings(fs)
+        self.priority = TriggerPriority.from_settings(fs)
         self.experiment = fs.holdout_experiment
         self.default_tz = default_settings().events.default_tz if default_tz is None else default_tz
 
     @classmethod
     def from_settings(cls, settings: Settings, store: LedgerStore) -> FatigueLedger:
-        return cls(store, settings.fatigue, default_tz=settings.events.default_tz)
+        return cls(store, settings.fatigue, default_tz=settings.events.default_tz, send_time=SendTimeRule.from_settings(settings.send_time))
 
     def request(self, c: Candidate, payload: bytes = b"") -> LedgerRequest:
         """The pure half of the policy: what the store is asked to check."""
         tz = c.tz or self.default_tz
-        options = tuple(
-            (ch, self.quiet.send_time(ch, c.decided_at, tz)) for ch in c.channels if ch not in c.opt_outs
-        )
+        likely = self.send_time.likely(c.trigger, c.active_hours)
+        options, scheduled = [], []
+        for ch in c.channels:
+            if ch in c.opt_outs:
+                continue
+            t = self.quiet.send_time(ch, c.decided_at, tz)
+            if likely:  # the user's next likely hour outside the quiet hours, if soon enough
+                for s in self.send_time.moments(c.decided_at, t, tz, likely):
+                    if self.quiet.send_time(ch, s, tz) == s:
+                        if s > t:
+                            t = s
+                            scheduled.append(ch)
+                        break
+            options.append((ch, t))
         return LedgerRequest(
             action_id=c.action_id,
             user_id=c.user_id,
             trigger=c.trigger,
             now=c.decided_at,
-            options=options,
+            options=tuple(options),
             first_choice=c.channels[0] if c.channels else None,
             holdout=self.holdout.assign(c.user_id, c.trigger, c.experiment)[1],
             coupon=c.coupon,
             payload=payload,
+            reserve_due=self.priority.reserve_due(c.trigger, c.pending),
+            scheduled=tuple(scheduled),
         )
 
     def check(self, c: Candidate, payload: bytes = b"") -> Verdict:

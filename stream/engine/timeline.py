@@ -256,7 +256,7 @@ class UserTimeline:
             persona = BehaviourPersona.of(*f.persona) if f.persona else None
             hit = TriggerHit.from_fired(
                 st.user_id, f, tz=st.prof.tz or self.cfg.default_tz, opt_outs=st.prof.opt_outs,
-                persona=persona,
+                persona=persona, timers=st.trig.timers, active_hours=st.prof.hours,
             )  # fmt: skip
             d = self.decider.decide(hit).decision
             self.records.append((DECIDED, d))

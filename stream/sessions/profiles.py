@@ -25,6 +25,11 @@ active days    local calendar days (user's tz) with events: the newest day, a bi
                the 32 days up to it (bit i = newest day - i) and a running count of
                distinct days (days older than the bitmap that arrive late are not
                counted: the count can only be low, by late events more than 31 days old).
+active hours   the local hour (user's tz) of each of the user's latest
+               :data:`ACTIVE_HOURS_KEPT` active clock hours, oldest first (an hour is
+               recorded by the first event in it; an event older than the newest
+               recorded hour adds nothing): what send-time optimisation reads
+               (:meth:`UserProfile.likely_hours`). Bounded: one letter per hour.
 lifecycle      :meth:`UserProfile.lifecycle_stage` at a time ``at``: decline if silent
                for ``lifecycle_decline_after_days`` before ``at``; else by age since
                first seen: introduction < ``lifecycle_growth_after_days`` <= growth <
@@ -52,7 +57,11 @@ from intentstream.stream.settings import SessionSettings, default_settings
 from intentstream.stream.sessions.segments import AMOUNT, KYC_STATUSES, MSG_CHANNEL, TRANSACTION_STATUSES, TS, TYPE, TZ, type_info
 
 DAY_MS: Final = 86_400_000
+HOUR_MS: Final = 3_600_000
 BITMAP_DAYS: Final = 32
+#: Active hours remembered per user (the last N clock hours with events): enough for a
+#: rhythm over a couple of weeks of typical use, 16 bytes in the stored profile.
+ACTIVE_HOURS_KEPT: Final = 16
 _CHANNEL_BITS: Final = {c: 1 << i for i, c in enumerate(sorted(MESSAGE_CHANNELS))}
 _ALL_CHANNELS: Final = (1 << len(_CHANNEL_BITS)) - 1
 _KYC_CODE: Final = {s: i for i, s in enumerate(KYC_STATUSES)}
@@ -107,7 +116,7 @@ class UserProfile:
     __slots__ = (
         "first_seen_ms", "last_event_ms", "day_last", "day_bits", "days_total",
         "kyc", "kyc_ts", "tx", "tx_ts", "tx_count", "tx_amount", "last_purchase_ms",
-        "opt_out_bits", "tz", "tz_ts", "_dlo", "_dhi",
+        "opt_out_bits", "tz", "tz_ts", "hour_next", "hours", "_dlo", "_dhi",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -118,6 +127,8 @@ class UserProfile:
         self.kyc_ts = self.tx_ts = self.tz_ts = -1
         self.tx_amount = 0.0
         self.tz: str | None = None
+        self.hour_next = 0  # start of the clock hour after the newest recorded active hour
+        self.hours = ""  # local hours of the latest active hours, one letter each ("a" = 00h)
         self._dlo = self._dhi = 0  # bounds of day_last in tz (not stored; 0, 0 = unknown)
 
     @property
@@ -141,6 +152,10 @@ class UserProfile:
                 n += 1
         return n
 
+    def likely_hours(self, min_seen: int = 2) -> frozenset[int]:
+        """:func:`likely_hours` of this user's latest active hours."""
+        return likely_hours(self.hours, min_seen)
+
     def lifecycle_stage(self, at_ms: int, rules: LifecycleRules) -> str:
         """Lifecycle stage at ``at_ms`` (see the module table); a new user is introduction."""
         if self.last_event_ms >= 0 and at_ms - self.last_event_ms > rules.decline_after_days * DAY_MS:
@@ -161,13 +176,15 @@ class UserProfile:
             self.first_seen_ms, self.last_event_ms, self.day_last, self.day_bits, self.days_total,
             _KYC_CODE[self.kyc], self.kyc_ts, _TX_CODE[self.tx], self.tx_ts,
             self.tx_count, self.tx_amount, self.last_purchase_ms, self.opt_out_bits, self.tz, self.tz_ts,
+            *((self.hour_next // HOUR_MS, self.hours) if self.hours else ()),
         ]  # fmt: skip
 
     @classmethod
     def load(cls, a: list[Any]) -> UserProfile:
         p = cls.__new__(cls)
         (p.first_seen_ms, p.last_event_ms, p.day_last, p.day_bits, p.days_total, k, p.kyc_ts, t, p.tx_ts,
-         p.tx_count, p.tx_amount, p.last_purchase_ms, p.opt_out_bits, p.tz, p.tz_ts) = a  # fmt: skip
+         p.tx_count, p.tx_amount, p.last_purchase_ms, p.opt_out_bits, p.tz, p.tz_ts) = a[:15]  # fmt: skip
+        p.hour_next, p.hours = (a[15] * HOUR_MS, a[16]) if len(a) > 15 else (0, "")
         p.kyc, p.tx = KYC_STATUSES[k], TRANSACTION_STATUSES[t]
         p._dlo = p._dhi = 0
         return p
@@ -209,6 +226,8 @@ def apply_fields(p: UserProfile, ts: int, typ: str, kind: int, amt: float | None
         p.first_seen_ms = ts
     if not p._dlo <= ts < p._dhi:
         _mark_day(p, ts)
+    if ts >= p.hour_next:
+        _mark_hour(p, ts)
     if not kind:
         return
     if kind == 1:
@@ -232,6 +251,32 @@ def updated(p: UserProfile, ev: tuple) -> UserProfile:
     q = copy.copy(p)
     apply(q, ev)
     return q
+
+
+def likely_hours(hours: str, min_seen: int = 2) -> frozenset[int]:
+    """Local hours (0-23) seen at least ``min_seen`` times among ``hours``
+    (:attr:`UserProfile.hours`, one letter per active clock hour): when the user is
+    likely to be around.
+
+    >>> sorted(likely_hours("jjkuuuc")), sorted(likely_hours("jjkuuuc", 3))
+    ([9, 20], [20])
+    """
+    return frozenset(ord(c) - 97 for c in set(hours) if hours.count(c) >= min_seen)
+
+
+def _mark_hour(p: UserProfile, ts: int) -> None:
+    """The first event of a new clock hour: record its local hour (oldest dropped)."""
+    p.hour_next = (ts // HOUR_MS + 1) * HOUR_MS
+    hour = (ts - local_day(p.tz, ts) * DAY_MS + _offset(p.tz, ts)) // HOUR_MS
+    p.hours = (p.hours + chr(97 + hour))[-ACTIVE_HOURS_KEPT:]
+
+
+def _offset(tz: str | None, ts_ms: int) -> int:
+    """UTC offset of ``tz`` at ``ts_ms`` in ms (cached like :func:`local_day`)."""
+    if tz is None or tz == "UTC":
+        return 0
+    local_day(tz, ts_ms)  # fills the cache
+    return _offsets[(tz, ts_ms // 900_000)]
 
 
 def _mark_day(p: UserProfile, ts: int) -> None:

@@ -110,7 +110,7 @@ class Simulation:
         self.by_id = {u.uid: u for u in self.users}
         self.where = {u.uid: partition_for(u.uid.encode(), self.partitions) for u in self.users}
         self.planner = Planner(world, days, seed)
-        self.reactor = Reactor(world, settings, seed, {u.uid: u.tz for u in self.users})
+        self.reactor = Reactor(world, settings, seed, {u.uid: u.tz for u in self.users}, {u.uid: u.hours for u in self.users})
         oc = settings.outcomes
         self.churn_window_ms = oc.windows_s.get(CHURN_TRIGGER, oc.window_s) * 1000
         self.bursts: Counter[str] = Counter()  # churner -> bursts so far

@@ -15,7 +15,8 @@ base and ``effect`` the planted effect of the decision's (trigger, strategy, cha
   user who converts either way does so at ``decided_at + delay`` — before the send time
   that cancels the message (``goal_reached``), as it would live; the rest wait for the
   release (then as sent) or the cancellation (then as not sent).
-* a sent message is opened with ``open[channel]``, then clicked with ``click[channel]``;
+* a sent message is opened with ``open[channel]`` (times ``inactive_open_factor`` when
+  it arrives outside the user's local active hours: send time matters), then clicked with ``click[channel]``;
   one not opened is dismissed with ``dismiss[channel]`` — ``message_open``,
   ``message_click``, ``message_dismiss`` events naming ``props.action_id`` and
   ``props.channel``, ``feedback_delay_s`` after the delivery (a click ``click_delay_s``
@@ -48,12 +49,13 @@ True
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from intentstream.stream.contract.events import format_ts, parse_ts
+from intentstream.stream.contract.events import format_ts, parse_ts, zone
 from intentstream.stream.settings import Settings
 from intentstream.stream.simulate.people import Planned
 from intentstream.stream.simulate.world import World, unit
@@ -82,10 +84,16 @@ class _Held:
 class Reactor:
     """Turns ``actions.audit`` records into the users' reaction events (see the module docstring)."""
 
-    def __init__(self, world: World, settings: Settings, seed: int, tz_of: Mapping[str, str]) -> None:
+    def __init__(
+        self, world: World, settings: Settings, seed: int, tz_of: Mapping[str, str],
+        hours_of: Mapping[str, tuple[int, int]] | None = None,
+    ) -> None:  # fmt: skip
+        """``hours_of``: each user's local active hours ``[from, to)`` (to may pass 24);
+        a user without them is always active."""
         self.world = world
         self.seed = seed
         self.tz_of = tz_of
+        self.hours_of = hours_of or {}
         oc = settings.outcomes
         self.window_ms = {t: oc.windows_s.get(t, oc.window_s) * 1000 for t in oc.goals}
         self.default_window_ms = oc.window_s * 1000
@@ -137,8 +145,9 @@ class Reactor:
             send_at = _ms(rec["send_at"])
             if u < min(base, base + effect) or (u < base and t_base < send_at):
                 return self._convert(rec, decided, t_base, now)  # converts before or whatever the message does
-            if u < max(base, base + effect):
-                self.held[aid] = _Held(rec, decided, u, base, effect, delay)
+            # held until the release (feedback, and a conversion the message causes) or
+            # the cancellation (a conversion the message could not stop)
+            self.held[aid] = _Held(rec, decided, u, base, effect, delay)
             return []
         return self._convert(rec, decided, t_base, now) if u < base else []
 
@@ -179,7 +188,9 @@ class Reactor:
 
         props = {"action_id": aid, "channel": ch, "trigger": rec["trigger"]}
         out: list[Planned] = []
-        if unit(self.seed, aid, "open") < r.open[ch]:
+        p_open = r.open[ch] if self._active(rec["user_id"], sent_at) else r.open[ch] * r.inactive_open_factor
+        self.counters["sent_in_active_hours" if p_open == r.open[ch] else "sent_outside_active_hours"] += 1
+        if unit(self.seed, aid, "open") < p_open:
             t = after(sent_at, r.feedback_delay_s, "open-delay")
             out.append((t, self._event(rec, f"{aid}.open", t, "message_open", props)))
             self.counters["opens"] += 1
@@ -192,6 +203,15 @@ class Reactor:
             out.append((t, self._event(rec, f"{aid}.dismiss", t, "message_dismiss", props)))
             self.counters["dismissals"] += 1
         return out
+
+    def _active(self, uid: str, t: int) -> bool:
+        """Whether ``t`` falls in the user's local active hours."""
+        hours = self.hours_of.get(uid)
+        if hours is None:
+            return True
+        lo, hi = hours
+        h = datetime.fromtimestamp(t / 1000, zone(self.tz_of.get(uid) or "UTC")).hour
+        return lo <= h < hi or lo <= h + 24 < hi
 
     def _event(self, rec: Mapping[str, Any], eid: str, t: int, typ: str, props: Mapping[str, Any] | None = None) -> dict[str, Any]:
         uid = rec["user_id"]

@@ -86,6 +86,8 @@ class Reactions:
     click_delay_s: tuple[int, int]
     convert_delay_s: tuple[int, int]
     visit_type: str
+    #: P(opened) is multiplied by this when the message arrives outside the user's active hours
+    inactive_open_factor: float
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,7 @@ def _world(data: Mapping[str, Any]) -> World:
         shares["open"], shares["click"], shares["dismiss"],
         _pair(r["feedback_delay_s"], "[reactions] feedback_delay_s"), _pair(r["click_delay_s"], "[reactions] click_delay_s"),
         _pair(r["convert_delay_s"], "[reactions] convert_delay_s"), str(r["visit_type"]),
+        _share(r["inactive_open_factor"], "[reactions] inactive_open_factor"),
     )  # fmt: skip
     if reactions.convert_delay_s[0] <= 0:
         raise WorldError("[reactions] convert_delay_s must be positive")

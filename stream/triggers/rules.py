@@ -11,8 +11,13 @@ and nothing here reads a clock, so replay and live agree.
 Late-input policy (README, "Late and unordered input"), what makes arrival order safe:
 
 * a journey's deadline runs from its *latest* step (churn: from the user's latest
-  activity): a late step never moves it earlier; a step not later than a deadline that
-  already fired does not fire it again;
+  visit): a late step never moves it earlier; a step not later than a deadline that
+  already fired does not fire it again (churn: a late visit older than a reminder
+  already fired does not start the cadence over, it goes on from the next step);
+* churn's deadline is a pure function of the user's visits and of the reminders already
+  fired, whatever their arrival order: a late old visit never moves the silence's start
+  back, but as a new active day it can shorten the user's rhythm and so bring the
+  pending step forward — never below the configured step after the latest visit;
 * a step older than the journey's latest goal does not re-open it; a goal cancels the
   timer unless a step came after it;
 * a timer a late event arms with its deadline already behind the user's horizon waits
@@ -34,8 +39,19 @@ Default rules (every number is a ``[triggers]`` setting):
 ``kyc_stalled``            ``kyc_start`` or ``kyc_submit``, then no ``kyc_approved`` within
                            24 h of the last of them (``kyc_rejected`` cancels it).
 ``kyc_rejected``           fires at once on ``kyc_rejected``.
-``churn_risk``             active on >= 2 distinct UTC days in the trailing 30 days, then no
-                           event for 7 days after the last one.
+``churn_risk``             visits on >= 2 distinct UTC days in the trailing 30 days, then
+                           silent: one reminder at each step of the cadence, 7, 14 and 30
+                           days after the latest visit (``step`` 1, 2, 3 in the facts; the
+                           evidence is that event, plus ``churn_step:<n>`` from step 2), then
+                           nothing until the user visits again, which starts it over. A
+                           visit is any event but the reactions to a message
+                           (``message_open/click/dismiss``, ``unsubscribe``: the outcomes'
+                           ``NOT_A_VISIT``), so opening reminders never restarts them.
+                           *Personal rhythm*: with >= 3 such days in those 30, the first
+                           silence is max(7 days, 2 x the median gap between consecutive
+                           active days) and the later steps keep their ratio to it (a user
+                           who comes every 10 days: 20, 40, 86 days). See
+                           :meth:`TriggerRules.cadence`.
 ``first_transaction_nudge`` a closed segment with intent strength >= 0.6 whose behaviour
                            stage is exploring or considering, from a user with no
                            completed transaction; fires at the segment's end.
@@ -65,9 +81,11 @@ True
 
 from __future__ import annotations
 
+import heapq
 from typing import Any, Iterable, Mapping
 
 from intentstream.stream.contract.events import Event
+from intentstream.stream.outcomes.record import NOT_A_VISIT
 from intentstream.stream.settings import TriggerSettings, default_settings
 from intentstream.stream.triggers.state import Fired, Timer, TriggerState
 
@@ -131,9 +149,17 @@ class TriggerRules:
         #: timer kind -> its window (the deadline is the journey's latest step + window)
         self.window_ms = {
             CART: cfg.cart_abandon_s * 1000, PAYMENT: cfg.payment_stall_s * 1000,
-            KYC: cfg.kyc_stall_s * 1000, CHURN: cfg.churn_silence_s * 1000,
+            KYC: cfg.kyc_stall_s * 1000, CHURN: cfg.churn_steps_s[0] * 1000,
         }  # fmt: skip
-        #: trigger -> how far before its decision a goal still contradicts it (0: never)
+        #: the churn cadence without a personal rhythm: silences after the latest activity
+        self.churn_steps_ms = tuple(s * 1000 for s in cfg.churn_steps_s)
+        if not self.churn_steps_ms or self.churn_steps_ms[0] <= 0 or list(self.churn_steps_ms) != sorted(set(self.churn_steps_ms)):
+            raise ValueError(f"[triggers] churn_steps_s must be positive and increasing, got {list(cfg.churn_steps_s)}")
+        if cfg.churn_rhythm_factor < 0:
+            raise ValueError(f"[triggers] churn_rhythm_factor must be >= 0, got {cfg.churn_rhythm_factor}")
+        #: trigger -> how far before its decision a goal still contradicts it (0: never);
+        #: churn: the first step (later steps and longer rhythms had a longer silence, so
+        #: this never contradicts a reminder wrongly, but can miss an earlier visit)
         self.premise_ms = {TIMER_TRIGGER[k]: w for k, w in self.window_ms.items()}
         goals: dict[str, set[str]] = {}
         for trigger, types in cfg.goals.items():
@@ -165,7 +191,8 @@ class TriggerRules:
         at once (kyc_rejected)."""
         extra = extra or {}
         fired: list[Fired] = []
-        self._note_activity(st, ms, event_id)
+        visit = t not in NOT_A_VISIT  # churn's activity: a reaction to a message is no return
+        moved = self._note_activity(st, ms, event_id) if visit else False
 
         if t == "add_to_cart":
             st.cart_items += 1
@@ -210,32 +237,94 @@ class TriggerRules:
                     st.blocked_until[trig] = ms + self.cfg.dismiss_block_s * 1000
                     st.dismiss_streak.pop(trig)
 
-        # churn: the user's latest activity + the silence, whatever order events come in
-        if len(st.days) >= self.cfg.churn_min_active_days:
-            due = st.last_event_ms + self.window_ms[CHURN]
-            churn = st.timers.get(CHURN)
-            if churn is None:
-                if CHURN_TRIGGER in self.enabled and due > st.fired.get(CHURN, -1):
-                    st.timers[CHURN] = self._timer(due, (st.last_event_id,), {"active_days": len(st.days)}, horizon)
-            else:  # hot path: most events of active users land here; no new objects
-                if due > churn.due_ms:
-                    churn.due_ms = due
-                    churn.stale = self._stale(due, horizon)
-                    churn.not_before = self._not_before(due, horizon)
-                churn.evidence = (st.last_event_id,)
-                churn.facts["active_days"] = len(st.days)
+        if visit:
+            self._churn(st, moved, horizon)
         return fired
 
-    def _note_activity(self, st: TriggerState, ms: int, event_id: str) -> None:
-        if ms > st.last_event_ms or (ms == st.last_event_ms and event_id > st.last_event_id):
+    def _note_activity(self, st: TriggerState, ms: int, event_id: str) -> bool:
+        """A visit: keep the user's latest visit and the UTC days of their visits in the
+        trailing lookback (churn's active days); True when the latest visit moved."""
+        moved = ms > st.last_event_ms or (ms == st.last_event_ms and event_id > st.last_event_id)
+        if moved:
             st.last_event_ms, st.last_event_id = ms, event_id
         day = ms // DAY_MS
         if day not in st.days:
             st.days.append(day)
             st.days.sort()
+            st.cadence = None
         horizon = st.last_event_ms // DAY_MS - self.cfg.churn_lookback_days + 1
         if st.days and st.days[0] < horizon:
             st.days = [d for d in st.days if d >= horizon]
+            st.cadence = None
+        return moved
+
+    # ------------------------------------------------------------------- churn
+    def cadence(self, days: list[int]) -> tuple[int, ...]:
+        """The silences (ms after the latest visit) at which ``churn_risk`` reminds a
+        user active on these UTC ``days`` (sorted day numbers): ``[triggers]
+        churn_steps_s``, stretched to the user's own rhythm. With at least
+        ``churn_rhythm_min_days`` days, the first silence is max(first step,
+        ``churn_rhythm_factor`` x the median gap between consecutive active days) and each
+        later step keeps its ratio to the first. A pure function of the days, in integers.
+
+        >>> r = TriggerRules()
+        >>> [s // DAY_MS for s in r.cadence([100, 101])]        # too few days for a rhythm
+        [7, 14, 30]
+        >>> [s // DAY_MS for s in r.cadence([100, 101, 103])]   # every day or two: 2 x 1.5 < 7
+        [7, 14, 30]
+        >>> [round(s / DAY_MS, 1) for s in r.cadence([100, 110, 120])]  # every 10 days
+        [20.0, 40.0, 85.7]
+        """
+        steps = self.churn_steps_ms
+        if len(days) < self.cfg.churn_rhythm_min_days or len(days) < 2:
+            return steps
+        gaps = sorted(b - a for a, b in zip(days, days[1:]))
+        twice_median = gaps[len(gaps) // 2] + gaps[(len(gaps) - 1) // 2]
+        first = int(self.cfg.churn_rhythm_factor * twice_median * DAY_MS) // 2
+        if first <= steps[0]:
+            return steps
+        return tuple(s * first // steps[0] for s in steps)
+
+    def _churn(self, st: TriggerState, moved: bool, horizon: int | None) -> None:
+        """(Re)arm the churn timer at the next step of the cadence after the user's latest
+        visit: a pure function of the user's visits and of the reminders already fired.
+
+        A visit later than the last reminder fired starts the cadence over (a new
+        silence); one older than it, arriving late, moves the silence's start but keeps
+        the count, so one silence never gets more reminders than there are steps. A step
+        whose deadline is not later than the last one fired is skipped (decided already).
+        A late old visit never moves the start back; it can refine the rhythm, which can
+        bring the pending step forward, never below the configured step."""
+        if moved and st.last_event_ms > st.fired.get(CHURN, -1):
+            st.churn_step = 0
+        timer = st.timers.get(CHURN)
+        if CHURN_TRIGGER not in self.enabled or len(st.days) < self.cfg.churn_min_active_days:
+            if timer is not None:
+                del st.timers[CHURN]
+            return
+        cadence = st.cadence
+        if cadence is None:
+            cadence = st.cadence = self.cadence(st.days)
+        last, done, k = st.last_event_ms, st.fired.get(CHURN, -1), st.churn_step
+        while k < len(cadence) and last + cadence[k] <= done:
+            k += 1
+        if k == len(cadence):  # the cadence is over: quiet until the user is back
+            if timer is not None:
+                del st.timers[CHURN]
+            return
+        due = last + cadence[k]
+        evidence = (st.last_event_id,) if k == 0 else (st.last_event_id, f"churn_step:{k + 1}")
+        if timer is None:
+            st.timers[CHURN] = self._timer(due, evidence, {"active_days": len(st.days), "step": k + 1}, horizon)
+            return
+        # hot path: most events of active users land here; no new timer
+        if due != timer.due_ms:
+            timer.due_ms = due
+            timer.stale = self._stale(due, horizon)
+            timer.not_before = self._not_before(due, horizon)
+        timer.evidence = evidence
+        timer.facts["active_days"] = len(st.days)
+        timer.facts["step"] = k + 1
 
     def _timer(self, due: int, evidence: tuple[str, ...], facts: dict[str, Any], horizon: int | None) -> Timer:
         return Timer(due, evidence, facts, self._stale(due, horizon), self._not_before(due, horizon))
@@ -327,8 +416,10 @@ class TriggerRules:
             (t.fire_at, 1, kind) for kind, t in st.timers.items() if t.fire_at <= watermark_ms
         ]
         due += [(d, 0, aid) for aid, (d, _trig) in st.awaiting.items() if d <= watermark_ms]
+        heapq.heapify(due)
         fired: list[Fired] = []
-        for _, is_timer, name in sorted(due):
+        while due:
+            _, is_timer, name = heapq.heappop(due)
             if not is_timer:
                 del st.awaiting[name]
                 st.ignored_streak += 1
@@ -336,6 +427,12 @@ class TriggerRules:
             timer = st.timers.pop(name)  # fires dated at its deadline, even if it waited for a late burst
             st.fired[name] = timer.due_ms
             fired += self._fire(st, Fired(TIMER_TRIGGER[name], timer.due_ms, timer.evidence, timer.facts, stale=timer.stale))
+            if name == CHURN:  # the next step of the cadence (a timer that waited: the next may be past too)
+                st.churn_step = timer.facts.get("step", 1)
+                self._churn(st, False, watermark_ms if timer.not_before else None)
+                nxt = st.timers.get(CHURN)
+                if nxt is not None and nxt.fire_at <= watermark_ms:
+                    heapq.heappush(due, (nxt.fire_at, 1, CHURN))
         return fired
 
     def on_delivery(self, st: TriggerState, action_id: str, trigger: str, delivery_ms: int) -> None:

@@ -2,7 +2,7 @@
 what a rule returns when it fires (:class:`Fired`). Stored inside the user's record, so
 kept small: :meth:`TriggerState.to_dict` writes only what is set.
 
->>> st = TriggerState(timers={"cart": Timer(1000, ("a1",), {})}, goals={"payment": 500})
+>>> st = TriggerState(timers={"cart": Timer(1000, ("a1",), {})}, goals={"payment": 500}, churn_step=2)
 >>> TriggerState.from_dict(st.to_dict()) == st
 True
 >>> st.next_due()
@@ -58,9 +58,9 @@ class TriggerState:
 
     timers: dict[str, Timer] = field(default_factory=dict)
     cart_items: int = 0
-    days: list[int] = field(default_factory=list)  # distinct UTC day numbers, last N days
+    days: list[int] = field(default_factory=list)  # distinct UTC day numbers of visits, last N days
     last_event_ms: int = 0
-    #: the event id of the user's latest activity (the churn timer's evidence)
+    #: the event id of the user's latest visit (the churn timer's evidence)
     last_event_id: str = ""
     ignored_streak: int = 0
     dismiss_streak: dict[str, int] = field(default_factory=dict)
@@ -79,6 +79,12 @@ class TriggerState:
     #: late whose deadline would not be later belongs to the journey already decided, and
     #: does not arm it again
     fired: dict[str, int] = field(default_factory=dict)
+    #: churn reminders already fired in the user's current silence (0 .. number of steps):
+    #: the cadence goes on from the next one, and stops after the last until a return
+    churn_step: int = 0
+    #: the user's churn cadence (silences in ms), derived from ``days`` by the rules and
+    #: dropped whenever ``days`` changes; a cache, never stored (None: not computed yet)
+    cadence: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
     def next_due(self) -> int | None:
         """The earliest deadline of any timer, or None (hot: called per released event)."""
@@ -124,6 +130,8 @@ class TriggerState:
             out["g"] = self.goals
         if self.fired:
             out["f"] = self.fired
+        if self.churn_step:
+            out["cs"] = self.churn_step
         return out
 
     @classmethod
@@ -144,4 +152,5 @@ class TriggerState:
             persona=tuple(d["p"]) if d.get("p") else None,  # type: ignore[arg-type]
             goals=dict(d.get("g", {})),
             fired=dict(d.get("f", {})),
+            churn_step=d.get("cs", 0),
         )

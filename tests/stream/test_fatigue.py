@@ -15,8 +15,8 @@ import pytest
 
 from intentstream.stream.checks import check_deterministic
 from intentstream.stream.contract.events import format_ts, parse_ts
-from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, QuietHours, in_holdout
-from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Limits, window_fits
+from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, QuietHours, TriggerPriority, in_holdout
+from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Limits, global_block, window_fits
 from intentstream.stream.state.memory import MemoryLedgerStore
 from intentstream.stream.settings import FatigueSettings, default_settings, load_settings
 
@@ -238,3 +238,93 @@ def test_check_deterministic_catches_an_impure_policy():
 
     with pytest.raises(AssertionError, match="differs"):
         check_deterministic(impure, [1, 2])
+
+
+# --------------------------------------------------------------------------- global caps and priority
+
+
+def test_global_caps_and_priority_from_settings():
+    lim = Limits.from_settings()
+    assert lim.global_caps == ((DAY_MS, 2), (7 * DAY_MS, 5)) and lim.global_window_ms == 7 * DAY_MS
+    longer = Limits.from_settings(FatigueSettings.defaults(global_caps=((30 * 86400, 10),)))
+    assert longer.ttl_ms == 31 * DAY_MS  # history is kept for the longest window + slack
+    for bad in (((86400,),), ((0, 2),), ((86400, -1),)):
+        with pytest.raises(ValueError, match="global_caps"):
+            Limits.from_settings(FatigueSettings.defaults(global_caps=bad))
+    with pytest.raises(ValueError, match="override file"):  # "86400,2" reads as ((86400,), (2,))
+        Limits.from_settings(load_settings(env={"INTENTSTREAM_FATIGUE__GLOBAL_CAPS": "86400,2"}).fatigue)
+    assert Limits.from_settings(FatigueSettings.defaults(global_caps=())).global_window_ms == 0
+    with pytest.raises(ValueError, match="more than once"):
+        TriggerPriority(("cart_abandoned", "churn_risk", "cart_abandoned"))
+
+
+def test_the_default_priority_orders_every_trigger():
+    from intentstream.stream.triggers.rules import ALL_TRIGGERS
+
+    order = TriggerPriority.from_settings().order
+    assert sorted(order) == sorted(ALL_TRIGGERS)
+    assert order[:2] == ("cart_abandoned", "payment_stalled") and order[-1] == "first_transaction_nudge"
+
+
+def test_global_block_matches_a_brute_force_definition():
+    rng = random.Random(11)
+    caps = ((DAY_MS, 2), (7 * DAY_MS, 4))
+    for _ in range(2000):
+        times = sorted(rng.randrange(0, 20 * DAY_MS, 6 * HOUR_MS) for _ in range(rng.randrange(0, 7)))
+        t = rng.randrange(0, 20 * DAY_MS, 6 * HOUR_MS)
+        due = rng.choice([None, t + rng.randrange(-DAY_MS, 9 * DAY_MS, 6 * HOUR_MS)])
+        after = sorted([*times, t])
+
+        def fits(w, cap):  # no window (e - w, e] containing t holds more than cap, counting t
+            return all(sum(1 for x in after if e - w < x <= e) <= cap for e in after if e >= t and e - w < t)
+
+        want = None
+        if not all(fits(w, cap) for w, cap in caps):
+            want = "global_cap"
+        elif due is not None and not all(fits(w, cap - 1) for w, cap in caps if due < t + w):
+            want = "priority"
+        assert global_block(times, t, caps, due) == want, (times, t, due)
+
+
+def test_request_carries_the_earliest_higher_priority_deadline():
+    ledger = FatigueLedger(MemoryLedgerStore(), FatigueSettings.defaults(holdout_share=0.0))
+    t = ts("2026-01-05T12:00:00Z")
+    pending = {"cart_abandoned": t + 30 * 60_000, "kyc_stalled": t + HOUR_MS, "coupon_interest": t}
+    c = Candidate("a1", "u1", "churn_risk", t, ("email",), pending=pending)
+    assert ledger.request(c).reserve_due == t + 30 * 60_000
+    assert ledger.request(Candidate("a1", "u1", "cart_abandoned", t, ("email",), pending=pending)).reserve_due is None
+    assert ledger.request(Candidate("a1", "u1", "churn_risk", t, ("email",))).reserve_due is None
+
+
+def test_trigger_hit_takes_the_pending_journeys_from_the_armed_timers():
+    from intentstream.stream.decisions.decider import TriggerHit
+    from intentstream.stream.triggers.state import Fired, Timer
+
+    timers = {"cart": Timer(100, ("e1",), {}), "kyc": Timer(200, ("e2",), {}), "churn": Timer(50, ("e3",), {}, stale=True)}
+    hit = TriggerHit.from_fired("u1", Fired("coupon_interest", 10, ("s1",)), timers=timers)
+    assert hit.pending == {"cart_abandoned": 100, "kyc_stalled": 200}  # a stale timer never sends
+    assert TriggerHit.from_fired("u1", Fired("coupon_interest", 10, ("s1",))).pending == {}
+
+
+def test_no_user_ever_exceeds_the_global_caps_on_a_generated_trace():
+    """Sent and released messages, by their send time, over a messy generated trace."""
+    from collections import Counter, defaultdict
+
+    from intentstream.stream import codec
+    from intentstream.stream.engine.offline import OfflineRunner
+    from intentstream.stream.synth.clickstream import generate_lines
+    from intentstream.stream.synth.config import GeneratorConfig
+
+    lines = generate_lines(GeneratorConfig(users=300, days=10, seed=21, late_share=0.05, duplicate_share=0.03))
+    ds = [codec.loads(v) for topic, v in OfflineRunner().run(enumerate(lines)) if topic == "actions.audit"]
+    sent: dict[str, list[int]] = defaultdict(list)
+    for d in ds:
+        if d["status"] == "sent":  # a deferred message counts once: when it is released
+            sent[d["user_id"]].append(parse_ts(d["send_at"] or d["decided_at"]))
+    caps = Limits.from_settings().global_caps
+    for user, times in sent.items():
+        for w, cap in caps:
+            assert max(sum(1 for x in times if e - w < x <= e) for e in times) <= cap, (user, w, sorted(times))
+    reasons = Counter(d["reason"] for d in ds if d["status"] == "suppressed")
+    assert reasons["global_cap"] + reasons["priority"] > 0  # the caps were really in play
+    assert max(len(t) for t in sent.values()) > 5  # and users got more than 5 in the 10 days

@@ -53,8 +53,10 @@ WINDOW = {
     "cart_abandoned": SETTINGS.triggers.cart_abandon_s * 1000,
     "payment_stalled": SETTINGS.triggers.payment_stall_s * 1000,
     "kyc_stalled": SETTINGS.triggers.kyc_stall_s * 1000,
-    "churn_risk": SETTINGS.triggers.churn_silence_s * 1000,
+    "churn_risk": SETTINGS.triggers.churn_steps_s[0] * 1000,
 }
+#: the churn cadence: reminders at these silences after the latest activity
+CHURN_STEPS = [s * 1000 for s in SETTINGS.triggers.churn_steps_s]
 #: a step of each timer-fired journey, another step, and the journey's goal
 JOURNEY = {
     "cart_abandoned": ("add_to_cart", "add_to_cart", "payment_success"),
@@ -214,8 +216,11 @@ def test_a_retried_day0_event_does_not_pull_churn_back(delivered):
     assert decisions(p.published, trigger="churn_risk") == []  # not at day 0 + 7 days, nor at the deadline itself
     p.idle(T0 + 20 * DAY)
     churn = decisions(p.published, trigger="churn_risk")
-    assert [(outcome(d), d["evidence"]) for d in churn] == [(("sent", None, iso(last + WINDOW["churn_risk"])), ["u1-d2-2"])]
-    assert len(actions(p.published, trigger="churn_risk")) == 1
+    assert [(outcome(d), d["evidence"]) for d in churn] == [
+        (("sent", None, iso(last + CHURN_STEPS[0])), ["u1-d2-2"]),
+        (("sent", None, iso(last + CHURN_STEPS[1])), ["churn_step:2", "u1-d2-2"]),  # the cadence's next step
+    ]
+    assert len(actions(p.published, trigger="churn_risk")) == 2
 
 
 @pytest.mark.parametrize("after_deadline", [10 * MIN, 2 * DAY], ids=["within the grace", "beyond the grace"])
@@ -228,9 +233,12 @@ def test_a_late_old_event_after_churn_fired_does_not_fire_it_again(after_deadlin
     p.idle(deadline + after_deadline)
     assert [outcome(d) for d in decisions(p.published, trigger="churn_risk")] == [("sent", None, iso(deadline))]
     p.send(event("u1", "u1-d1-late", T0 + DAY + 5 * MIN, "page_view"), event("u1", "u1-d0-1-retry", T0 + 20 * MIN, "page_view"))
-    p.idle(deadline + 30 * DAY)
-    assert [outcome(d) for d in decisions(p.published, trigger="churn_risk")] == [("sent", None, iso(deadline))]
-    assert len(actions(p.published, trigger="churn_risk")) == 1
+    p.send(event("u1", "u1-d2-2-retry", T0 + 2 * DAY + 40 * MIN, "click"))  # the latest activity again, new id
+    p.idle(deadline + 60 * DAY)
+    last = deadline - WINDOW["churn_risk"]
+    churn = decisions(p.published, trigger="churn_risk")
+    assert [outcome(d) for d in churn] == [("sent", None, iso(last + s)) for s in CHURN_STEPS]  # each step once, then quiet
+    assert len(actions(p.published, trigger="churn_risk")) == len(CHURN_STEPS)
     assert len({r.id for r in p.published}) == len(p.published)  # every record id once (the worker's dedup key)
 
 
@@ -310,9 +318,46 @@ def test_a_late_visit_moves_churn_to_the_latest_activity():
     p.send(event("u1", "u1-d1", T0 + DAY, "page_view"))
     p.idle(T0 + 5 * DAY)
     p.send(event("u1", "u1-d3", T0 + 3 * DAY, "page_view"))
-    p.idle(T0 + 30 * DAY)
+    p.idle(T0 + 3 * DAY + CHURN_STEPS[1] + MIN)
     churn = decisions(p.published, trigger="churn_risk")
-    assert [(outcome(d), d["evidence"]) for d in churn] == [(("sent", None, iso(T0 + 3 * DAY + WINDOW["churn_risk"])), ["u1-d3"])]
+    assert [(outcome(d), d["evidence"]) for d in churn] == [
+        (("sent", None, iso(T0 + 3 * DAY + CHURN_STEPS[0])), ["u1-d3"]),
+        (("sent", None, iso(T0 + 3 * DAY + CHURN_STEPS[1])), ["churn_step:2", "u1-d3"]),
+    ]
+
+
+def test_a_late_visit_older_than_a_reminder_continues_the_cadence():
+    """Active on days 0 and 1; the first reminder went out on day 8. A day-3 visit
+    delivered on day 9 moves the silence's start to day 3 but is no return after the
+    reminder: the cadence goes on with step 2 (day 3 + 14), not a second step 1, so this
+    one silence gets no more reminders than there are steps."""
+    p = Partition()
+    p.send(event("u1", "u1-d0", T0, "page_view"))
+    p.send(event("u1", "u1-d1", T0 + DAY, "page_view"))
+    p.idle(T0 + 9 * DAY)
+    p.send(event("u1", "u1-d3", T0 + 3 * DAY, "page_view"))
+    p.idle(T0 + 80 * DAY)
+    churn = decisions(p.published, trigger="churn_risk")
+    assert [(outcome(d), d["evidence"]) for d in churn] == [
+        (("sent", None, iso(T0 + DAY + CHURN_STEPS[0])), ["u1-d1"]),
+        (("sent", None, iso(T0 + 3 * DAY + CHURN_STEPS[1])), ["churn_step:2", "u1-d3"]),
+        (("sent", None, iso(T0 + 3 * DAY + CHURN_STEPS[2])), ["churn_step:3", "u1-d3"]),
+    ]
+    assert len(actions(p.published, trigger="churn_risk")) == len(CHURN_STEPS)
+
+
+def test_a_silence_revealed_long_after_is_recorded_stale_step_by_step():
+    """A phone flushes day 1's visit on day 60: the user had been active on two days, then
+    silent through every step of the cadence. Each step is a moment long past: recorded,
+    suppressed as stale, never sent."""
+    p = Partition()
+    p.send(event("u1", "u1-d0", T0, "page_view"))
+    p.idle(T0 + 60 * DAY)
+    p.send(event("u1", "u1-d1", T0 + DAY, "page_view"))
+    p.idle(T0 + 61 * DAY)
+    churn = decisions(p.published, trigger="churn_risk")
+    assert [outcome(d) for d in churn] == [("suppressed", "stale", iso(T0 + DAY + s)) for s in CHURN_STEPS]
+    assert actions(p.published, trigger="churn_risk") == []
 
 
 #: trigger -> (its steps, the late goal's type and time, relative to T0)

@@ -18,6 +18,13 @@ which line differ between two revisions on larger traces. History:
   so which users are held out changed), ``actions.outcomes`` appears, and a user's next
   due moment includes the close of their attribution windows, so users are advanced in
   a different order within a step: the *set* of segments is unchanged.
+* global caps, trigger priority, the churn cadence and send time (issue 13): at most 2
+  messages a day and 5 a week per user across channels (``global_cap`` / ``priority``),
+  churn reminders at 7/14/30 days of silence stretched to the user's rhythm (reactions
+  to messages are not visits), delay-tolerant triggers held for the user's likely hour
+  (``send_time``); this trace's three emails are gone (capped or moved), so
+  ``actions.email`` is not written at all; users' due moments moved, so segments come
+  in a different order: the *set* of segments is unchanged.
 """
 
 from __future__ import annotations
@@ -33,12 +40,11 @@ TRACE = GeneratorConfig(users=300, days=7, seed=3, late_share=0.05, duplicate_sh
 
 EXPECTED = {
     "clickstream": "203b4c80d69f3618ceed0a61c78edf8e159a72e834089655cf6b84516724e886",
-    "segments": "b8a49a66b7ff1acf05f67f2ef348cb761100178bf07f936f3f827035ec0fea73",
-    "actions.audit": "0cfed0f580ffbcdaaf789706cb60d2bc8f520e9ebb09c7b0664abcb7edb31bec",
-    "actions.push": "24546398151acbb9fa337b1ce4b55b43a8d309a8e1ec3857a656f09270363fb5",
-    "actions.email": "cfd092b9f988a43f80a4a6d51d6a3481c0dac32224d6bfc81014d73354c2b976",
-    "actions.in_app": "0fb2b41bf1036bcb08c2e117a4db346e70cce0b17fcd57edf288fef1c7129de1",
-    "actions.outcomes": "08c923b6e5020be3b9a102f00a648f4254c292dbfdc058c7d7d4beeb4cec3717",
+    "segments": "76f72acfd0179588730f20d6ba2249f7b3be36acc3e997f206bdeb3ba1415ef7",
+    "actions.audit": "6d4e62bfd68b960236658855409945a5425dd4e8bd4d1655ac704d37677ef7d4",
+    "actions.push": "055035a42a039dfaf231d5368cdf02ec6942e43ab511d2e2a988a8293d5a5b6f",
+    "actions.in_app": "ae3b7c223812623d6cd7734d8b8f58f8cd1ae91f0ba15d8a9669239cdfcd0ddb",
+    "actions.outcomes": "1053e7f370e902677d54d3499c733b56bc062f5575395b0af2f72a760e2dd1cf",
     "dead_letter": "97a707077df0c9e3ff34d895f2a1dbf697ff2d335c66114faf4390eec050f189",
 }
 

@@ -13,6 +13,7 @@ from intentstream.stream.state.fatigue import (
     LedgerRequest,
     Limits,
     Verdict,
+    global_block,
     window_fits,
 )
 
@@ -20,6 +21,7 @@ from intentstream.stream.state.fatigue import (
 @dataclass
 class _UserState:
     channels: dict[str, dict[str, int]] = field(default_factory=dict)  # channel -> action_id -> send time
+    messages: dict[str, int] = field(default_factory=dict)  # action_id -> send time, all message channels
     cooldowns: dict[str, int] = field(default_factory=dict)  # trigger -> latest decided_at
     records: dict[str, tuple[int, Verdict]] = field(default_factory=dict)  # action_id -> (expires, verdict)
 
@@ -77,12 +79,18 @@ class MemoryLedgerStore:
         if chosen is None:
             return record(Verdict("suppressed", "fatigue_cap", coupon=not_sent, payload=req.payload))
         channel, t = chosen
+        if limits.global_caps:
+            blocked = global_block(st.messages.values(), t, limits.global_caps, req.reserve_due)
+            if blocked is not None:
+                return record(Verdict("suppressed", blocked, coupon=not_sent, payload=req.payload))
         send_at = t if t > now else None
         fallback = req.first_choice if channel != req.first_choice else None
         st.cooldowns[req.trigger] = now  # > last: the cooldown check passed
         if req.holdout:
             return record(Verdict("holdout", "holdout", channel, send_at, fallback, not_sent, req.payload))
         st.channels.setdefault(channel, {})[req.action_id] = t
+        if limits.global_caps:
+            st.messages[req.action_id] = t
         coupon = None
         if want_coupon:
             coupons = st.channels.setdefault(COUPON_CHANNEL, {})
@@ -93,7 +101,7 @@ class MemoryLedgerStore:
                 coupon = COUPON_CAPPED
         if send_at is None:
             return record(Verdict("sent", None, channel, None, fallback, coupon, req.payload))
-        return record(Verdict("deferred", "quiet_hours", channel, send_at, fallback, coupon, req.payload))
+        return record(Verdict("deferred", req.defer_reason(channel), channel, send_at, fallback, coupon, req.payload))
 
     @staticmethod
     def _prune(st: _UserState, now: int, limits: Limits) -> None:
@@ -102,6 +110,9 @@ class MemoryLedgerStore:
             stale = [aid for aid, t in deliveries.items() if t <= horizon]
             for aid in stale:
                 del deliveries[aid]
+        horizon = now - limits.global_window_ms - limits.retention_ms
+        for aid in [aid for aid, t in st.messages.items() if t <= horizon]:
+            del st.messages[aid]
         expired = [aid for aid, (exp, _) in st.records.items() if exp <= now]
         for aid in expired:
             del st.records[aid]

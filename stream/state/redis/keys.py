@@ -21,6 +21,8 @@ key                                   type      what
 ``P:{u:<user>}:fat:ch:<channel>``     zset      fatigue ledger: deliveries on one channel,
                                                 score = send time (ms), member = action_id
                                                 (the coupon cap uses channel ``coupon``)
+``P:{u:<user>}:fat:msg``              zset      fatigue ledger: deliveries on every message
+                                                channel together (the global caps), same form
 ``P:{u:<user>}:fat:cd:<trigger>``     string    event time (ms) of the latest decision that
                                                 started the trigger's cooldown
 ``P:{u:<user>}:fat:act:<action_id>``  hash      the recorded outcome of one action (idempotency)
@@ -85,6 +87,10 @@ def ledger_base(prefix: str, user_id: str) -> str:
 
 def channel_key(prefix: str, user_id: str, channel: str) -> str:
     return f"{ledger_base(prefix, user_id)}:ch:{channel}"
+
+
+def messages_key(prefix: str, user_id: str) -> str:
+    return f"{ledger_base(prefix, user_id)}:msg"
 
 
 def cooldown_key(prefix: str, user_id: str, trigger: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger, verdict_fields
 from intentstream.stream.settings import FatigueSettings
 from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Limits
-from intentstream.stream.state.redis.keys import channel_key, cooldown_key, record_key
+from intentstream.stream.state.redis.keys import channel_key, cooldown_key, messages_key, record_key
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,7 @@ def test_key_layout_and_ttls(client, prefix):
         [
             channel_key(prefix, "alice", "push"),
             channel_key(prefix, "alice", "coupon"),
+            messages_key(prefix, "alice"),
             cooldown_key(prefix, "alice", "cart_abandoned"),
             record_key(prefix, "alice", "act1"),
         ]
@@ -62,13 +63,15 @@ def test_key_layout_and_ttls(client, prefix):
 
 
 def test_old_deliveries_are_pruned_by_event_time(client, prefix):
-    ledger = FatigueLedger(RedisLedgerStore(client, prefix), FatigueSettings.defaults(channel_cap=100, holdout_share=0.0))
+    fs = FatigueSettings.defaults(channel_cap=100, holdout_share=0.0, global_caps=((86400, 100), (604800, 100)))
+    ledger = FatigueLedger(RedisLedgerStore(client, prefix), fs)
     for day in range(20):
         ledger.check(Candidate(f"a{day}", "bob", "churn_risk", T0 + day * DAY_MS, ("email",)))
-    kept = client.zrange(channel_key(prefix, "bob", "email"), 0, -1, withscores=True)
     horizon = T0 + 19 * DAY_MS - Limits.from_settings().window_ms - Limits.from_settings().retention_ms
-    assert kept and all(score > horizon for _, score in kept)
-    assert len(kept) == 8
+    for key in (channel_key(prefix, "bob", "email"), messages_key(prefix, "bob")):  # the global set too
+        kept = client.zrange(key, 0, -1, withscores=True)
+        assert kept and all(score > horizon for _, score in kept)
+        assert len(kept) == 8, key
 
 
 class _BogusShaOnce:
@@ -105,7 +108,7 @@ class _BogusShaOnce:
 def test_noscript_reloads_and_retries_in_order(client, prefix):
     proxy = _BogusShaOnce(client)
     store = RedisLedgerStore(proxy, prefix)
-    ledger = FatigueLedger(store, FatigueSettings.defaults(holdout_share=0.0))
+    ledger = FatigueLedger(store, FatigueSettings.defaults(holdout_share=0.0, global_caps=()))
     v = ledger.check(Candidate("a1", "carol", "t1", T0, ("push",)))
     assert (v.status, v.duplicate, proxy.loads) == ("sent", False, 1)
     proxy.lost = True  # the server restarted: its script cache is empty
@@ -244,6 +247,17 @@ def test_two_processes_never_exceed_caps_or_decide_an_action_twice(redis_db, pre
         # and the ledger's own sorted set holds exactly these deliveries
         stored = redis_db.client.zrange(channel_key(prefix, user, channel), 0, -1, withscores=True)
         assert sorted(int(s) for _, s in stored) == sorted(times)
+    # the global caps, across channels, and the ledger's set of all messages
+    messages: dict[str, list[int]] = defaultdict(list)
+    for (user, channel), times in deliveries.items():
+        if channel != "coupon":
+            messages[user] += times
+    for user, times in messages.items():
+        for window, cap in LIMITS.global_caps:
+            assert all(sum(1 for x in times if t - window < x <= t) <= cap for t in times), (user, sorted(times))
+        stored = redis_db.client.zrange(messages_key(prefix, user), 0, -1, withscores=True)
+        assert sorted(int(s) for _, s in stored) == sorted(times)
+    assert any(d["reason"] == "global_cap" for d in decisions)
     # cooldown: two messages (or holdout records) of one trigger are >= 24 h apart
     started: dict[tuple[str, str], list[int]] = defaultdict(list)
     for d in decisions:
