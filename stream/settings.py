@@ -97,6 +97,7 @@ class TopicSettings(SettingsSection):
 @dataclass(frozen=True)
 class EventSettings(SettingsSection):
     default_tz: str
+    input_format: str
     max_late_share: float
     late_share_min_events: int
     watermark_quorum: int
@@ -203,6 +204,18 @@ class SendTimeSettings(SettingsSection):
 
 
 @dataclass(frozen=True)
+class PolicySettings(SettingsSection):
+    enabled: bool
+    explore_share: float
+    min_exploit_sends: int
+    persona_prior_sends: int
+    epoch_s: int
+    roi_min_conversion: float
+    roi_min_sends: int
+    retest_share: float
+
+
+@dataclass(frozen=True)
 class StrategySettings(SettingsSection):
     catalogue: str
     regret_streak: int
@@ -235,6 +248,12 @@ class PersonaSettings(SettingsSection):
     playbook: str
     playbook_min_share: float
     playbook_max_entries: int
+
+
+@dataclass(frozen=True)
+class ReportSettings(SettingsSection):
+    domain: str
+    journey_min_segments: int
 
 
 @dataclass(frozen=True)
@@ -302,8 +321,10 @@ class Settings(SettingsSection):
     fatigue: FatigueSettings
     outcomes: OutcomeSettings
     send_time: SendTimeSettings
+    policy: PolicySettings
     strategies: StrategySettings
     personas: PersonaSettings
+    report: ReportSettings
     persona_writer: PersonaWriterSettings
     ops: OpsSettings
     breaker: BreakerSettings

@@ -15,6 +15,7 @@ from intentstream.stream.engine.disorder import DisorderError
 COMMAND_MODULES = (
     "intentstream.stream.cli.generate",
     "intentstream.stream.cli.validate",
+    "intentstream.stream.cli.importer",
     "intentstream.stream.cli.segments",
     "intentstream.stream.cli.report",
     "intentstream.stream.cli.uplift",

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             uplift = cluster_uplift(model, reader.records(outcome_lines), settings.outcomes)
             reader.summary("report")
     learned = time.perf_counter()
-    rep = build_report(model, lang=args.lang, min_users=args.min_users, uplift=uplift)
+    rep = build_report(model, lang=args.lang, min_users=args.min_users, uplift=uplift, settings=settings.report)
     text = render_html(rep) if args.format == "html" else render_markdown(rep)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

@@ -133,14 +133,22 @@ class Rejection:
         return False
 
 
-def parse_event(raw: bytes | bytearray | memoryview | str) -> Event | Rejection:
-    """Parse and validate one serialized event; never raises on bad input."""
+def decode_message(raw: bytes | bytearray | memoryview | str) -> Any:
+    """One serialized message as JSON, or a :class:`Rejection` (too large, not JSON);
+    never raises. The first half of :func:`parse_event`, shared by other input formats."""
     if len(raw) > MAX_EVENT_BYTES:
         return Rejection("too_large", f"{len(raw)} bytes")
     try:
-        obj = codec.loads(raw)
+        return codec.loads(raw)
     except codec.JSONDecodeError as exc:
         return Rejection("not_json", str(exc)[:200])
+
+
+def parse_event(raw: bytes | bytearray | memoryview | str) -> Event | Rejection:
+    """Parse and validate one serialized event; never raises on bad input."""
+    obj = decode_message(raw)
+    if type(obj) is Rejection:
+        return obj
     return validate_event(obj)
 
 

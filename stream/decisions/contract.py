@@ -50,6 +50,7 @@ REASONS: Final = {
     "priority": "suppressed: the message would take the last free slot of a global window while "
     "the user has a pending journey of a higher-priority trigger (``[fatigue] trigger_priority``)",
     "holdout": "holdout: the user is in the experiment's holdout group",
+    "roi_guard": "suppressed: every strategy of the trigger is paused by the ROI guard (``[policy]``): its messages do not convert",
     "stale": "suppressed: a late event revealed a moment already long past (``[triggers] late_timer_grace_s``)",
     "goal_reached": "cancelled: the trigger's goal happened before the send time (``[triggers.goals]``)",
 }

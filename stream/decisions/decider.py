@@ -23,7 +23,7 @@ persona changed in between.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from intentstream.stream.decisions.contract import BehaviourPersona, Decision, a
 from intentstream.stream.contract.events import format_ts
 from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger
 from intentstream.stream.decisions.strategies import Catalogue, catalogue_from_settings
+from intentstream.stream.policy.chooser import StrategyPolicy
 from intentstream.stream.outcomes.record import HOLDOUT, TREATMENT
 from intentstream.stream.settings import Settings, default_settings
 from intentstream.stream.state.fatigue import COUPON_GRANTED, LedgerStore, Verdict
@@ -110,26 +111,43 @@ class Outcome:
 class Decider:
     """Catalogue + fatigue ledger. Pure apart from the ledger's store."""
 
-    def __init__(self, catalogue: Catalogue, ledger: FatigueLedger, regret_streak: int | None = None) -> None:
-        """``regret_streak``: ``[strategies] regret_streak`` (default: :func:`~intentstream.stream.settings.default_settings`)."""
+    def __init__(
+        self, catalogue: Catalogue, ledger: FatigueLedger, regret_streak: int | None = None,
+        policy: StrategyPolicy | None = None,
+    ) -> None:  # fmt: skip
+        """``regret_streak``: ``[strategies] regret_streak`` (default: :func:`~intentstream.stream.settings.default_settings`);
+        ``policy``: the explore / exploit policy between a trigger's strategies (None:
+        the catalogue alone chooses)."""
         self.catalogue = catalogue
         self.ledger = ledger
         self.regret_streak = default_settings().strategies.regret_streak if regret_streak is None else regret_streak
+        self.policy = policy
 
     @classmethod
     def from_settings(cls, settings: Settings, store: LedgerStore) -> Decider:
+        catalogue = catalogue_from_settings(settings)
         return cls(
-            catalogue_from_settings(settings),
+            catalogue,
             FatigueLedger.from_settings(settings, store),
             settings.strategies.regret_streak,
+            StrategyPolicy(catalogue, settings.policy) if settings.policy.enabled else None,
         )
 
-    def prepare(self, hit: TriggerHit) -> tuple[Candidate, dict[str, Any]]:
-        """The ledger candidate and the decision draft for a hit (no state touched)."""
+    def prepare(self, hit: TriggerHit, tally: Mapping[str, Sequence[int]] | None = None) -> tuple[Candidate, dict[str, Any]]:
+        """The ledger candidate and the decision draft for a hit (no state touched);
+        ``tally``: the policy's view of what each arm achieved (the step's
+        :class:`~intentstream.stream.policy.tally.ArmTally` snapshot). The draft's
+        ``strategy.policy`` is None only when every arm is paused (ROI guard)."""
         attrs = hit.persona.attributes() if hit.persona else None
         choice = self.catalogue.choose(hit.trigger, attrs, hit.ignored_streak, self.regret_streak)
         st = choice.strategy
         aid = action_id(hit.user_id, hit.trigger, hit.evidence)
+        picked = None
+        if self.policy is not None:
+            persona = str(hit.persona.cluster_id) if hit.persona else None
+            picked = self.policy.choose(hit.trigger, persona, aid, st.key, choice.group == "alternate", tally or {})
+            if picked.arm is not None and picked.arm != st.key:
+                st = self.catalogue.strategies[picked.arm]
         experiment, held_out = self.ledger.holdout.assign(hit.user_id, hit.trigger, hit.experiment)
         offer = None
         if st.coupon:
@@ -152,6 +170,8 @@ class Decider:
                 "coupon": offer,
             },
         }
+        if picked is not None:
+            draft["strategy"]["policy"] = picked.to_dict()
         cand = Candidate(
             action_id=aid,
             user_id=hit.user_id,
@@ -167,20 +187,32 @@ class Decider:
         )
         return cand, draft
 
-    def decide(self, hit: TriggerHit) -> Outcome:
-        cand, draft = self.prepare(hit)
-        if hit.stale:
-            return _outcome(Verdict("suppressed", "stale", payload=codec.dumps(draft)))
+    def decide(self, hit: TriggerHit, tally: Mapping[str, Sequence[int]] | None = None) -> Outcome:
+        cand, draft = self.prepare(hit, tally)
+        blocked = _blocked(hit, draft)
+        if blocked:
+            return _outcome(Verdict("suppressed", blocked, payload=codec.dumps(draft)))
         return _outcome(self.ledger.check(cand, codec.dumps(draft)))
 
-    def decide_many(self, hits: Iterable[TriggerHit]) -> list[Outcome]:
+    def decide_many(self, hits: Iterable[TriggerHit], tally: Mapping[str, Sequence[int]] | None = None) -> list[Outcome]:
         """Several hits in order; one pipelined round trip per chunk on Redis."""
-        drafts = [(hit.stale, *self.prepare(hit)) for hit in hits]
-        checked = iter(self.ledger.check_many([(cand, codec.dumps(draft)) for stale, cand, draft in drafts if not stale]))
+        drafts = [(_blocked(hit, d), c, d) for hit in hits for c, d in [self.prepare(hit, tally)]]
+        checked = iter(self.ledger.check_many([(cand, codec.dumps(draft)) for blocked, cand, draft in drafts if not blocked]))
         return [
-            _outcome(Verdict("suppressed", "stale", payload=codec.dumps(draft)) if stale else next(checked))
-            for stale, _, draft in drafts
+            _outcome(Verdict("suppressed", blocked, payload=codec.dumps(draft)) if blocked else next(checked))
+            for blocked, _, draft in drafts
         ]
+
+
+def _blocked(hit: TriggerHit, draft: Mapping[str, Any]) -> str | None:
+    """Why a hit is suppressed before the ledger sees it (it then counts against no cap or
+    cooldown): ``stale`` (a moment long past) or ``roi_guard`` (every arm paused)."""
+    if hit.stale:
+        return "stale"
+    policy = draft["strategy"].get("policy")
+    if policy is not None and policy["arm"] is None:
+        return "roi_guard"
+    return None
 
 
 def _outcome(v: Verdict) -> Outcome:

@@ -36,7 +36,9 @@ from typing import BinaryIO
 from intentstream.stream import codec
 from intentstream.stream.engine.disorder import DisorderMeter
 from intentstream.stream.engine.partition import PartitionEngine, StepResult
-from intentstream.stream.contract.events import Event, parse_event
+from intentstream.stream.contract.events import Event
+from intentstream.stream.ingest.input_formats import parser_for
+from intentstream.stream.ingest.mapping import SKIPPED
 from intentstream.stream.engine.partitioning import partition_for
 from intentstream.stream.engine.watermark import idle_adoptions
 from intentstream.stream.settings import Settings, default_settings
@@ -75,9 +77,13 @@ class OfflineRunner:
         offsets = [0] * n
         where: dict[str, int] = {}  # user -> partition (murmur2 in Python is slow)
         meter = self.disorder
+        parse = parser_for(self.settings.events.input_format)
         for lineno, raw in lines:
-            ev = parse_event(raw)
+            ev = parse(raw)
             if type(ev) is not Event:
+                if ev.reason == SKIPPED:  # see intentstream.stream.ingest.input_formats
+                    self.counters["skipped"] += 1
+                    continue
                 self.invalid[ev.reason] += 1
                 if self.dead_letter is not None:
                     self.dead_letter.write(codec.dumps_line(dead_letter_record(raw, ev, f"{self.source}:{lineno}")))

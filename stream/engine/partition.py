@@ -10,11 +10,18 @@ in-memory store; tests drive it directly. No network I/O here except through the
 One step (:meth:`PartitionEngine.process`)
 ---------------------------------------
 1. Skip offsets ``<= meta.hi`` (already applied: Kafka redelivered them); parse the rest
-   with :func:`intentstream.stream.contract.events.parse_event` (rejections become
-   dead-letter outbox entries); dead-letter events far ahead of the partition's progress
+   with :func:`intentstream.stream.contract.events.parse_event` (or the parser of another
+   ``[events] input_format``, :mod:`intentstream.stream.ingest.input_formats`; rejections
+   become dead-letter outbox entries, except the ``skipped`` ones); dead-letter events far ahead of the partition's progress
    (``ts_in_future``); track the partition's watermark event by event: its progress
    (:class:`~intentstream.stream.engine.progress.Leaders`, the quorum-th most advanced
    user's newest event time) - allowed lateness.
+   With the strategy policy on, a step ends after the event that carries the watermark
+   into a new policy epoch (``[policy] epoch_s``): the rest of the batch is the next step.
+   At its start a step rolls the arm tally into the new epoch's snapshot (publishing
+   ROI-guard alerts for arms paused or resumed); its decisions read that snapshot, its
+   outcome records are folded into the tally committed in step 5
+   (:mod:`intentstream.stream.policy.tally` says why this keeps replay equal to live).
 2. Load the batch's users and the users the due index says will be due by the batch's
    final watermark — from the engine's cache of decoded states, else from the store
    (2 store round trips: due index, then the missing user states).
@@ -79,14 +86,18 @@ from typing import Any
 
 from intentstream.stream import codec
 from intentstream.stream.contract.dead_letter import dead_letter_record
-from intentstream.stream.contract.events import Event, Rejection, format_ts, parse_event
+from intentstream.stream.contract.events import Event, Rejection, format_ts
 from intentstream.stream.decisions.contract import Correction, Decision
 from intentstream.stream.decisions.decider import Decider
 from intentstream.stream.engine.progress import Leaders
 from intentstream.stream.engine.timeline import DECIDED, DUPLICATE, UserTimeline
 from intentstream.stream.engine.user_state import UserState
+from intentstream.stream.ingest.input_formats import parser_for
+from intentstream.stream.ingest.mapping import SKIPPED
 from intentstream.stream.outcomes.attribution import AttributionRules
 from intentstream.stream.outcomes.record import ActionOutcome
+from intentstream.stream.policy.guard import roi_alerts
+from intentstream.stream.policy.tally import ArmTally
 from intentstream.stream.sessions.segments import IntentSegment
 from intentstream.stream.sessions.sessionizer import SessionConfig
 from intentstream.stream.settings import Settings, default_settings
@@ -122,6 +133,21 @@ class StepResult:
     offset: int = -1
     #: the outbox entries this step committed (what the caller publishes next)
     outbox: list[OutboxEntry] = field(default_factory=list)
+    #: ROI-guard alerts of this step (arms paused or resumed as a policy epoch began)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def merged(self, later: StepResult) -> StepResult:
+        """This step followed by ``later`` (a batch the engine cut at a policy epoch)."""
+        self.segments += later.segments
+        self.decisions += later.decisions
+        self.rejections += later.rejections
+        self.counters.update(later.counters)
+        for k, v in later.invalid.items():
+            self.invalid[k] = self.invalid.get(k, 0) + v
+        self.watermark, self.offset = later.watermark, later.offset
+        self.outbox += later.outbox
+        self.alerts += later.alerts
+        return self
 
 
 class PartitionEngine:
@@ -145,17 +171,23 @@ class PartitionEngine:
         self.actions_prefix = settings.topics.actions_prefix
         self.audit_topic = settings.topics.audit
         self.outcomes_topic = settings.topics.outcomes
+        self.alerts_topic = settings.topics.alerts
         self.partition = partition
         self.cfg = config or SessionConfig.from_settings(settings)
         self.rules = TriggerRules(settings.triggers, self.cfg.lateness_ms) if settings.triggers.enabled else None
         self.attribution = AttributionRules.from_settings(settings.outcomes) if self.rules is not None else None
         self.quorum = settings.events.watermark_quorum
         self.max_future_ms = settings.events.max_future_s * 1000
+        # the contract's parse_event itself by default ([events] input_format)
+        self.parse = parser_for(settings.events.input_format)
         self.segments_topic = settings.topics.segments
         self.dead_letter_topic = settings.topics.dead_letter
         self.source_topic = settings.topics.clickstream
         self.cache_users = settings.sessions.engine_cache_users if cache_users is None else cache_users
         self._meta: PartitionMeta | None = None
+        # the strategy policy learns per partition (stream/policy/tally.py); None: off
+        self.policy_epoch_ms = self.decider.policy.epoch_ms if self.decider.policy is not None else None
+        self._tally: ArmTally | None = None  # decoded meta.pol, valid while _meta is
         # Write-back cache of decoded user states, equal to what the store holds after the
         # last successful commit (this engine is the partition's only writer while it lives).
         self._cache: dict[str, tuple[UserState, int | None]] = {}  # user -> (state, due)
@@ -196,16 +228,42 @@ class PartitionEngine:
 
     def _step(self, items: Sequence[tuple[int, bytes, Any]], advance_to: int | None = None, final: bool = False) -> StepResult:
         try:
-            return self._run(items, advance_to, final)
+            res, rest = self._run(items, advance_to, final)
+            while rest:  # the batch crossed a policy epoch: the rest is a step of its own
+                more, rest = self._run(rest, None, False)
+                res = res.merged(more)
+            return res
         except BaseException:
             self._meta = None  # unknown outcome: reload everything from the store next time
+            self._tally = None
             self._cache = {}
             raise
 
-    def _run(self, items: Sequence[tuple[int, bytes, Any]], advance_to: int | None, final: bool) -> StepResult:
+    def _run(
+        self, items: Sequence[tuple[int, bytes, Any]], advance_to: int | None, final: bool
+    ) -> tuple[StepResult, Sequence[tuple[int, bytes, Any]]]:
+        """One step over ``items``; returns its result and the items it left for the next
+        step: those after the event that carried the watermark into a new policy epoch
+        (so every run cuts steps there, and the policy's snapshot of each epoch is the same
+        whatever the batches — stream/policy/tally.py)."""
         cfg, store, p = self.cfg, self.store, self.partition
         meta = self.meta
         res = StepResult()
+        rest: Sequence[tuple[int, bytes, Any]] = ()
+        epoch_ms = self.policy_epoch_ms
+        policy = self.decider.policy
+        tally = None
+        epoch_end = 0
+        if epoch_ms is not None and policy is not None:
+            tally = self._tally
+            if tally is None:
+                tally = self._tally = ArmTally.load(meta.pol)
+            epoch = meta.wm // epoch_ms
+            if tally.epoch < epoch:
+                before = policy.paused_arms(tally.view())
+                tally.roll(epoch)
+                res.alerts = roi_alerts(before, policy, tally.view(), epoch * epoch_ms, p)
+            epoch_end = (epoch + 1) * epoch_ms
         counters = res.counters
         entries: list[OutboxEntry] = []
         seq = meta.ob
@@ -215,18 +273,25 @@ class PartitionEngine:
         events: list[tuple[int, Event, int]] = []
         leaders = Leaders(self.quorum, meta.lead, meta.ahead)
         wm = meta.wm
-        for off, raw, ev in items:
+        parse = self.parse
+        for i, (off, raw, ev) in enumerate(items):
+            if tally is not None and wm >= epoch_end:  # the previous event entered a new epoch
+                rest = items[i:]
+                break
             if off <= meta.hi:
                 counters["redelivered"] += 1
                 continue
             if off > hi:
                 hi = off
             if ev is None:
-                ev = parse_event(raw)
+                ev = parse(raw)
             if type(ev) is Event and leaders.judge(ev.user_id, ev.ts_ms, self.max_future_ms):  # a clock far ahead
                 progress = leaders.progress()
                 ev = Rejection("ts_in_future", f"{format_ts(ev.ts_ms)} is {(ev.ts_ms - progress) / 86_400_000:.1f} days ahead of the partition ({format_ts(progress)})")
             if type(ev) is not Event:
+                if ev.reason == SKIPPED:  # valid input of a type the input format does not carry
+                    counters["skipped"] += 1
+                    continue
                 res.invalid[ev.reason] = res.invalid.get(ev.reason, 0) + 1
                 res.rejections.append(Rejected(off, ev.reason, ev.detail, bytes(raw)))
                 record = dead_letter_record(bytes(raw), ev, f"{self.source_topic}:{p}:{off}")
@@ -239,9 +304,9 @@ class PartitionEngine:
                 wm = w
             events.append((off, ev, wm))
         counters["invalid"] = sum(res.invalid.values())
-        if not events and advance_to is None and not final and hi == meta.hi:
+        if not events and advance_to is None and not final and hi == meta.hi and not res.alerts:
             res.watermark, res.offset = meta.wm, meta.hi
-            return res  # only redeliveries: nothing to write
+            return res, rest  # only redeliveries: nothing to write
 
         final_wm = max(wm, advance_to if advance_to is not None else wm)
         wm = meta.wm
@@ -250,7 +315,7 @@ class PartitionEngine:
         wanted.update(due_now)
         cache = self._cache
         # closed segments, fired triggers and their decisions, in the order they happen
-        timeline = UserTimeline(cfg, self.rules, self.decider, self.attribution)
+        timeline = UserTimeline(cfg, self.rules, self.decider, self.attribution, tally.view() if tally is not None else None)
         states: dict[str, UserState] = {}
         dues: dict[str, int | None] = {}
         missing = []
@@ -321,6 +386,8 @@ class PartitionEngine:
                 if type(r) is ActionOutcome:
                     entries.append(OutboxEntry(seq, f"{aid}:outcome", self.outcomes_topic, key, value))
                     seq += 1
+                    if tally is not None:
+                        tally.fold(r)
                     counters[f"outcome:{r.trigger}:{r.experiment['arm']}:{int(r.converted)}:{int(r.measured)}:{int(r.status == 'sent')}"] += 1
                     continue
                 if type(r) is Correction:
@@ -343,7 +410,12 @@ class PartitionEngine:
         counters["duplicates"] = n_dup
         counters["redelivered"] += n_redel
         counters["segments"] = len(segments)
-        new_meta = PartitionMeta(hi=hi, wm=wm, ob=seq, lead=tuple(leaders.top), ahead=leaders.dump_ahead())
+        for alert in res.alerts:  # ids: one per partition, epoch, arm and change
+            aid = f"roi:{p}:{alert['ts']}:{alert['subject']}:{alert['status']}"
+            entries.append(OutboxEntry(seq, aid, self.alerts_topic, alert["subject"].encode(), codec.dumps(alert)))
+            seq += 1
+        pol = tally.dump() if tally is not None else None
+        new_meta = PartitionMeta(hi=hi, wm=wm, ob=seq, lead=tuple(leaders.top), ahead=leaders.dump_ahead(), pol=pol)
         # due index: users whose due changed, and users read from the store (self-healing
         # an index a partial write left behind, see intentstream.stream.state.redis.sessions)
         reread = set(missing)
@@ -361,4 +433,4 @@ class PartitionEngine:
         res.segments = segments
         res.outbox = entries
         res.watermark, res.offset = wm, hi
-        return res
+        return res, rest

@@ -54,6 +54,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from intentstream.stream.decisions.contract import BehaviourPersona, Correction, Decision
@@ -99,13 +100,16 @@ class UserTimeline:
     ``attribution`` None: decisions are not watched (no outcome records).
     """
 
-    __slots__ = ("cfg", "rules", "decider", "attribution", "segments", "fired", "records", "_premise", "_window_ms")
+    __slots__ = ("cfg", "rules", "decider", "attribution", "tally", "segments", "fired", "records", "_premise", "_window_ms")
 
     def __init__(
         self, cfg: SessionConfig, rules: TriggerRules | None = None, decider: Decider | None = None,
-        attribution: AttributionRules | None = None,
+        attribution: AttributionRules | None = None, tally: Mapping[str, Sequence[int]] | None = None,
     ) -> None:  # fmt: skip
+        """``tally``: what the strategy policy may know of each arm in this step (the
+        partition's :class:`~intentstream.stream.policy.tally.ArmTally` snapshot)."""
         self.cfg = cfg
+        self.tally = tally
         self.rules = rules
         self.decider = decider
         self.attribution = attribution if decider is not None else None
@@ -258,7 +262,7 @@ class UserTimeline:
                 st.user_id, f, tz=st.prof.tz or self.cfg.default_tz, opt_outs=st.prof.opt_outs,
                 persona=persona, timers=st.trig.timers, active_hours=st.prof.hours,
             )  # fmt: skip
-            d = self.decider.decide(hit).decision
+            d = self.decider.decide(hit, self.tally).decision
             self.records.append((DECIDED, d))
             if self.attribution is not None:
                 st.outs.open(d, self.attribution)

@@ -53,6 +53,8 @@ SEVERITY = {
     "send_rate_limited": "warning",
     "late_share_spike": "warning",
     "clock_skew": "warning",
+    # raised by the engine itself (stream/policy/guard.py), not by these rules
+    "roi_guard": "warning",
 }
 
 

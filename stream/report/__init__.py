@@ -3,10 +3,15 @@
 ==============  ============================================================================
 ``sources``     where the model comes from: the live checkpoint in Redis, a segments file,
                 a clickstream file (through the offline sessionizer)
+``domain``      the business domain the report speaks (``[report] domain``: auto,
+                ecommerce, finance) and the journeys the data holds, read from the
+                clusters' segment statistics
+``playbooks``   that domain's playbook: the shared part of ``config/playbook.toml`` plus
+                its ``[domain.<name>]`` table, minus entries about absent journeys
 ``model``       :func:`~intentstream.stream.report.model.build_report`: the report's
                 content per cluster, as plain values (labels, key features, traits,
-                strategies from the playbook; small clusters folded)
-``text``        the report's own words, zh and en
+                strategies from the domain's playbook; small clusters folded)
+``text``        the report's own words, zh and en (and the few a domain changes)
 ``markdown``    :func:`~intentstream.stream.report.markdown.render_markdown`
 ``html``        :func:`~intentstream.stream.report.html.render_html`: one self-contained
                 page with inline CSS and SVG charts

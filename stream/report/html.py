@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from intentstream.stream.contract.events import format_ts
 from intentstream.stream.report.model import ClusterReport, Report
-from intentstream.stream.report.text import TEXT, percent
+from intentstream.stream.report.text import percent
 from intentstream.stream.report.triggers import columns, row_cells, uplift_note
 
 __all__ = ["PALETTE", "render_html", "svg_profile", "svg_timeline"]
@@ -68,7 +68,7 @@ def svg_timeline(rep: Report, width: int = 960, height: int = 260) -> str:
         x = left + (i * step if len(buckets) > 1 else pw / 2)
         return f"{x:.1f},{top + ph - n / ymax * ph:.1f}"
 
-    parts = [f'<svg role="img" viewBox="0 0 {width} {height}" width="100%" aria-label="{_e(TEXT[rep.lang]["chart_time"])}">']
+    parts = [f'<svg role="img" viewBox="0 0 {width} {height}" width="100%" aria-label="{_e(rep.words["chart_time"])}">']
     for k in range(5):
         v = ymax * k / 4
         y = top + ph - v / ymax * ph
@@ -107,14 +107,14 @@ def svg_profile(c: ClusterReport, width: int = 460) -> str:
 
 def render_html(rep: Report) -> str:
     """The report as one self-contained HTML page (inline CSS and SVG, nothing external)."""
-    t = TEXT[rep.lang]
+    t = rep.words
     lang_attr = "zh-CN" if rep.lang == "zh" else "en"
     out = [
         f'<!DOCTYPE html><html lang="{lang_attr}"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f"<title>{_e(t['title'])}</title><style>{_CSS}</style></head><body><main>",
         f"<h1>{_e(t['title'])}</h1><p>{_e(t['intro'])}</p>",
-        f'<p class="muted">{_e(rep.basis())} {_e(rep.text("threshold", k=rep.min_users))}</p>',
+        '<p class="muted">' + "<br>".join(_e(line) for line in rep.header_lines()) + "</p>",
     ]
     if rep.uplift is not None:
         out.append(f'<p class="muted">{_e(uplift_note(rep.uplift, rep.lang))}</p>')
@@ -124,13 +124,15 @@ def render_html(rep: Report) -> str:
     out.append(f"<h2>{_e(t['summary'])}</h2><table><thead><tr>")
     out.append(
         f"<th>{_e(t['col_cluster'])}</th><th>{_e(t['col_label'])}</th><th class=\"n\">{_e(t['col_users'])}</th>"
-        f"<th class=\"n\">{_e(t['col_share'])}</th><th class=\"n\">{_e(t['col_segments'])}</th></tr></thead><tbody>"
+        f"<th class=\"n\">{_e(t['col_share'])}</th><th class=\"n\">{_e(t['col_segments'])}</th>"
+        f"<th class=\"n\">{_e(t['col_events'])}</th></tr></thead><tbody>"
     )
     for c in rep.clusters + rep.small:
         share = c.users / rep.users if rep.users else 0.0
         out.append(
             f'<tr><td><span class="swatch" style="background:{_colour(c.cluster_id)}"></span>{c.cluster_id}</td>'
-            f'<td>{_e(c.label)}</td><td class="n">{c.users}</td><td class="n">{percent(share)}</td><td class="n">{c.segments}</td></tr>'
+            f'<td>{_e(c.label)}</td><td class="n">{c.users}</td><td class="n">{percent(share)}</td><td class="n">{c.segments}</td>'
+            f'<td class="n">{c.events}</td></tr>'
         )
     out.append("</tbody></table>")
     chart = svg_timeline(rep)
@@ -152,7 +154,7 @@ def render_html(rep: Report) -> str:
         out.append(f"<h2>{_e(t['small'])}</h2><p>{_e(rep.text('small_intro', k=rep.min_users))}</p><ul>")
         out.extend(
             f'<li><span class="swatch" style="background:{_colour(c.cluster_id)}"></span>{_e(c.title)} — {_e(c.label)}: '
-            f"{_e(t['col_users'])} {c.users}, {_e(t['col_segments'])} {c.segments}</li>"
+            f"{_e(t['col_users'])} {c.users}, {_e(t['col_segments'])} {c.segments}, {_e(t['col_events'])} {c.events}</li>"
             for c in rep.small
         )
         out.append("</ul>")
@@ -164,7 +166,7 @@ def _uplift(rep: Report, c: ClusterReport) -> list[str]:
     """The cluster's "triggers & uplift" part (nothing without outcomes)."""
     if c.uplift is None or rep.uplift is None:
         return []
-    t = TEXT[rep.lang]
+    t = rep.words
     out = [f"<h3>{_e(t['uplift'])}</h3>"]
     if not c.uplift:
         return [*out, f'<p class="muted">{_e(t["no_outcomes"])}</p>']

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from intentstream.stream.report.model import ClusterReport, Report
-from intentstream.stream.report.text import TEXT, percent
+from intentstream.stream.report.text import percent
 from intentstream.stream.report.triggers import columns, row_cells, uplift_note
 
 __all__ = ["render_markdown"]
@@ -15,17 +15,18 @@ def _md_cell(text: str) -> str:
 
 def render_markdown(rep: Report) -> str:
     """The report as Markdown (the example report's layout, with every section filled)."""
-    t = TEXT[rep.lang]
-    out = [f"# {t['title']}", "", t["intro"], "", rep.basis(), rep.text("threshold", k=rep.min_users), ""]
+    t = rep.words
+    out = [f"# {t['title']}", "", t["intro"], "", *rep.header_lines(), ""]
     if rep.uplift is not None:
         out[-1:-1] = [uplift_note(rep.uplift, rep.lang)]
     if not rep.clusters and not rep.small:
         out += [t["empty"], ""]
         return "\n".join(out)
-    out += [f"## {t['summary']}", "", f"| {t['col_cluster']} | {t['col_label']} | {t['col_users']} | {t['col_share']} | {t['col_segments']} |", "|---:|---|---:|---:|---:|"]
+    head = (t["col_cluster"], t["col_label"], t["col_users"], t["col_share"], t["col_segments"], t["col_events"])
+    out += [f"## {t['summary']}", "", "| " + " | ".join(head) + " |", "|---:|---|---:|---:|---:|---:|"]
     for c in rep.clusters + rep.small:
         share = c.users / rep.users if rep.users else 0.0
-        out.append(f"| {c.cluster_id} | {_md_cell(c.label)} | {c.users} | {percent(share)} | {c.segments} |")
+        out.append(f"| {c.cluster_id} | {_md_cell(c.label)} | {c.users} | {percent(share)} | {c.segments} | {c.events} |")
     out += ["", "---", ""]
     for c in rep.clusters:
         out += [f"## {c.title}", "", f"**{t['full_label']}**: {c.label}", "", f"### {t['key_features']}", ""]
@@ -37,7 +38,10 @@ def render_markdown(rep: Report) -> str:
         out += ["", "---", ""]
     if rep.small:
         out += [f"## {t['small']}", "", rep.text("small_intro", k=rep.min_users), ""]
-        out += [f"- {c.title} — {c.label}: {t['col_users']} {c.users}, {t['col_segments']} {c.segments}" for c in rep.small]
+        out += [
+            f"- {c.title} — {c.label}: {t['col_users']} {c.users}, {t['col_segments']} {c.segments}, {t['col_events']} {c.events}"
+            for c in rep.small
+        ]
         out.append("")
     return "\n".join(out)
 
@@ -46,7 +50,7 @@ def _uplift(rep: Report, c: ClusterReport) -> list[str]:
     """The cluster's "triggers & uplift" part (nothing without outcomes)."""
     if c.uplift is None or rep.uplift is None:
         return []
-    t = TEXT[rep.lang]
+    t = rep.words
     out = ["", f"### {t['uplift']}", ""]
     if not c.uplift:
         return [*out, t["no_outcomes"]]

@@ -4,12 +4,16 @@
 clusters (cost: O(clusters), not users): title and full label
 (:func:`~intentstream.stream.personas.labels.cluster_label`, which never contradicts the
 statuses listed under it), key features, a distinguishing trait when clusters share a
-label, a feature profile and six strategy sections from the playbook. Clusters whose
-members (users whose cluster persona it is) are fewer than :func:`min_users_threshold`
-are folded into ``Report.small``. Rendering is :mod:`~intentstream.stream.report.markdown`
-and :mod:`~intentstream.stream.report.html`. Given an uplift table per trigger and
-cluster (:func:`intentstream.stream.report.triggers.cluster_uplift`), each cluster also
-carries its rows (``ClusterReport.uplift``), rendered as a "triggers & uplift" part.
+label, a feature profile and six strategy sections from the playbook of the report's
+business domain (:mod:`~intentstream.stream.report.domain`: ``[report] domain``, or
+detected from the clusters' journeys; :mod:`~intentstream.stream.report.playbooks`), with
+no entry about a journey the data lacks. Clusters whose members (users whose current
+persona it is: each user counts in exactly one cluster) are fewer than
+:func:`min_users_threshold` are folded into ``Report.small``. Rendering is
+:mod:`~intentstream.stream.report.markdown` and :mod:`~intentstream.stream.report.html`.
+Given an uplift table per trigger and cluster
+(:func:`intentstream.stream.report.triggers.cluster_uplift`), each cluster also carries
+its rows (``ClusterReport.uplift``), rendered as a "triggers & uplift" part.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from intentstream.stream.contract.events import format_ts
 from intentstream.stream.outcomes.uplift import UpliftRow, UpliftTable
 from intentstream.stream.personas.labels import cluster_label
 from intentstream.stream.personas.model import PersonaModel
-from intentstream.stream.personas.playbook import SECTIONS, Playbook, load_playbook
+from intentstream.stream.personas.playbook import SECTIONS, Playbook, Vocabulary
 from intentstream.stream.personas.stats import ClusterStats
-from intentstream.stream.report.text import LANGS, TEXT, percent
+from intentstream.stream.report.domain import DomainChoice, choose_domain
+from intentstream.stream.report.playbooks import domain_playbook
+from intentstream.stream.report.text import LANGS, TEXT, percent, words
 from intentstream.stream.report.triggers import cluster_rows
-from intentstream.stream.settings import PersonaSettings
+from intentstream.stream.settings import PersonaSettings, ReportSettings, load_settings
 
 __all__ = [
     "FEATURE_FIELDS",
@@ -72,10 +78,14 @@ class ClusterReport:
     cluster_id: int
     title: str
     label: str
+    #: users whose current persona is this cluster (each user counts in one cluster)
     users: int
+    #: users with at least one segment in this cluster (>= users; overlaps other clusters)
     unique_users: int
     unique_exact: bool
     segments: int
+    #: events of those segments
+    events: int
     mean_duration: float
     mean_interactions: float
     mean_strength: float
@@ -96,37 +106,70 @@ class Report:
     estimator: str
     users: int
     segments: int
+    events: int
     min_users: int
     first_ms: int | None
     last_ms: int | None
+    domain: DomainChoice
+    vocab: Vocabulary
     clusters: list[ClusterReport] = field(default_factory=list)
     small: list[ClusterReport] = field(default_factory=list)
     #: uplift per trigger and cluster (None: the report has no "triggers & uplift" part)
     uplift: UpliftTable | None = None
 
+    @property
+    def words(self) -> dict[str, str]:
+        """The report's own words in its language and domain."""
+        return words(self.lang, self.domain.domain)
+
     def text(self, key: str, **kw: Any) -> str:
-        return TEXT[self.lang][key].format(**kw)
+        return self.words[key].format(**kw)
 
     def basis(self) -> str:
-        """The line that says what the report is based on (users, segments, clusters, span)."""
+        """The line that says what the report is based on (users, segments, events, clusters, span)."""
         n = len(self.clusters) + len(self.small)
-        out = self.text("basis", users=self.users, segments=self.segments, clusters=n, estimator=self.estimator)
+        out = self.text("basis", users=self.users, segments=self.segments, events=self.events, clusters=n, estimator=self.estimator)
         if self.first_ms is not None and self.last_ms is not None:
             out += self.text("span", first=_minute(self.first_ms), last=_minute(self.last_ms))
         return out + self.text("end")
 
+    def domain_lines(self) -> list[str]:
+        """The report's domain and why; the journeys in the data and those not in it."""
+        d, lang, term = self.domain, self.lang, self.vocab.term
+        why = self.text(f"why_{d.detected}", **d.journeys)
+        if d.forced:
+            line = self.text("domain_forced", domain=term("domain", d.domain, lang), detected=term("domain", d.detected, lang), why=why)
+        else:
+            line = self.text("domain_auto", domain=term("domain", d.domain, lang), why=why)
+        sep = self.words["list_sep"]
+        names = [term("journey", j, lang) for j in sorted(d.present, key=list(d.journeys).index)]
+        out = [line, self.text("journeys", present=sep.join(names) or self.words["none"])]
+        if d.absent:
+            out.append(self.text("journeys_absent", absent=sep.join(term("journey", j, lang) for j in d.absent)))
+        return out
+
+    def header_lines(self) -> list[str]:
+        """The lines under the title: totals and how they add up, domain, journeys, threshold."""
+        return [self.basis(), self.text("totals"), *self.domain_lines(), self.text("threshold", k=self.min_users)]
+
     def key_lines(self, c: ClusterReport) -> list[str]:
         """The key-feature lines of one cluster."""
-        t = TEXT[self.lang]
+        t = self.words
+        unique = max(c.unique_users, c.users)  # a sketch's estimate may fall short of the exact members
         return [
             self.text("users", n=c.users),
-            self.text("unique_users", n=c.unique_users, approx="" if c.unique_exact else t["approx"]),
-            self.text("segments", n=c.segments),
+            self.text("unique_users", n=unique, approx="" if c.unique_exact else t["approx"], members=c.users, others=unique - c.users),
+            self.text("segments", n=c.segments, events=c.events),
             self.text("duration", v=c.mean_duration),
             self.text("interactions", v=c.mean_interactions),
             self.text("strength", v=c.mean_strength),
             *(f"{name}: {value}" for name, value in c.features),
         ]
+
+
+def _events(st: ClusterStats) -> int:
+    """Events in a cluster's segments (a segment's interactions count every event in it)."""
+    return int(round(st.sums["interactions"]))
 
 
 def _minute(ts_ms: int) -> str:
@@ -210,14 +253,18 @@ def build_report(
     min_users: int | None = None,
     playbook: Playbook | None = None,
     uplift: UpliftTable | None = None,
+    settings: ReportSettings | None = None,
 ) -> Report:
     """The report's content for ``model``'s clusters (cost: O(clusters), not users);
-    with ``uplift`` (per trigger and cluster), each cluster's rows of it too."""
+    with ``uplift`` (per trigger and cluster), each cluster's rows of it too.
+    ``settings``: ``[report]`` (default: :func:`~intentstream.stream.settings.load_settings`'s);
+    ``playbook``: used as given instead of the domain's playbook."""
     if lang not in TEXT:
         raise ValueError(f"unknown language {lang!r}; known: {', '.join(LANGS)}")
     cfg = model.settings
-    pb = playbook or load_playbook(cfg.playbook or None)
     clusters = model.clusters()
+    choice = choose_domain(clusters, settings or load_settings().report)
+    pb = playbook or domain_playbook(choice.domain, choice.present, cfg.playbook or None)
     total_users = sum(st.assigned for st in clusters)
     threshold = min_users_threshold(total_users, cfg, min_users)
     firsts = [st.first_ms for st in clusters if st.first_ms is not None]
@@ -227,14 +274,17 @@ def build_report(
         estimator=cfg.estimator,
         users=total_users,
         segments=sum(st.segments for st in clusters),
+        events=sum(_events(st) for st in clusters),
         min_users=threshold,
         first_ms=min(firsts) if firsts else None,
         last_ms=max(lasts) if lasts else None,
+        domain=choice,
+        vocab=pb.vocab,
         uplift=uplift,
     )
     max_duration = max((st.mean("duration_min") for st in clusters), default=0.0) or 1.0
     max_inter = max((st.mean("interactions") for st in clusters), default=0.0) or 1.0
-    t = TEXT[lang]
+    t = rep.words
     labels = {st.cluster_id: cluster_label(st).text(lang, pb.vocab) for st in clusters}
     shared = {text for text in labels.values() if list(labels.values()).count(text) > 1}
     traits = _pick_traits(labels, cluster_traits(clusters))
@@ -247,7 +297,8 @@ def build_report(
             text = t["qualified"].format(label=text, trait=trait_text)
         features = [(t["behaviour_stage"], f"{pb.vocab.term('behaviour_stage', label.stage, lang)} ({_mix(st, 'behaviour_stage', lang, pb)})")]
         for name in FEATURE_FIELDS[1:]:
-            features.append((t[name], _mix(st, name, lang, pb)))
+            if choice.shows(name):
+                features.append((t[name], _mix(st, name, lang, pb)))
         if trait and trait_text:
             features.append((t["trait"], f"{trait_text} (z = {trait[1]:+.1f})"))
         strategies = [
@@ -255,16 +306,20 @@ def build_report(
             for key in SECTIONS
         ]
         profile = [
-            (t["p_strength"], st.mean("intent_strength")),
-            (t["p_high"], st.share("urgency", "high")),
-            (t["p_tx_done"], st.share("transaction_status", "completed")),
-            (t["p_tx_open"], st.share("transaction_status", "in_progress") + st.share("transaction_status", "failed")),
-            (t["p_kyc_done"], st.share("kyc_status", "completed")),
-            (t["p_kyc_open"], st.share("kyc_status", "in_progress") + st.share("kyc_status", "rejected")),
-            (t["p_coupon"], st.share("main_activity", "coupon_oriented")),
-            (t["p_purchase"], st.share("main_activity", "purchase_focused")),
-            (t["p_duration"], st.mean("duration_min") / max_duration),
-            (t["p_interactions"], st.mean("interactions") / max_inter),
+            (t[key], value)
+            for key, name, value in (
+                ("p_strength", "", st.mean("intent_strength")),
+                ("p_high", "", st.share("urgency", "high")),
+                ("p_tx_done", "transaction_status", st.share("transaction_status", "completed")),
+                ("p_tx_open", "transaction_status", st.share("transaction_status", "in_progress") + st.share("transaction_status", "failed")),
+                ("p_kyc_done", "kyc_status", st.share("kyc_status", "completed")),
+                ("p_kyc_open", "kyc_status", st.share("kyc_status", "in_progress") + st.share("kyc_status", "rejected")),
+                ("p_coupon", "", st.share("main_activity", "coupon_oriented")),
+                ("p_purchase", "", st.share("main_activity", "purchase_focused")),
+                ("p_duration", "", st.mean("duration_min") / max_duration),
+                ("p_interactions", "", st.mean("interactions") / max_inter),
+            )
+            if choice.shows(name)
         ]
         cr = ClusterReport(
             cluster_id=st.cluster_id,
@@ -274,6 +329,7 @@ def build_report(
             unique_users=len(st.users),
             unique_exact=st.users.exact,
             segments=st.segments,
+            events=_events(st),
             mean_duration=st.mean("duration_min"),
             mean_interactions=st.mean("interactions"),
             mean_strength=st.mean("intent_strength"),

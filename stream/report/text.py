@@ -1,20 +1,30 @@
-"""The persona report's own words, zh and en (status words and strategies come from the
-playbook, :mod:`intentstream.stream.personas.playbook`)."""
+"""The persona report's own words, zh and en, and the few a domain says differently
+(status words and strategies come from the playbook, :mod:`intentstream.stream.personas.playbook`
+and :mod:`intentstream.stream.report.playbooks`)."""
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["LANGS", "TEXT", "percent"]
+__all__ = ["DOMAIN_TEXT", "LANGS", "TEXT", "percent", "words"]
 
 #: The report's own words (status words and strategies come from the playbook).
 TEXT: Final[dict[str, dict[str, str]]] = {
     "zh": {
         "title": "基于业务驱动的用户画像与营销策略报告",
         "intro": "本报告基于意图片段的在线聚类结果，为每个聚类生成差异化的营销策略。",
-        "basis": "数据：{users} 个用户，{segments} 个意图片段，{clusters} 个聚类（估计器 {estimator}）",
+        "basis": "数据：{users} 个用户，{segments} 个意图片段，{events} 个事件，分为 {clusters} 个聚类（估计器 {estimator}）",
         "span": "；事件时间 {first} 至 {last} (UTC)",
         "end": "。",
+        "totals": "每个用户计入一个聚类（其当前画像所在的聚类），每个片段连同其事件计入它被分配到的聚类：各聚类的用户数、片段数、事件数之和等于上述总数。",
+        "domain_auto": "业务领域：{domain}（按数据自动识别：{why}）。",
+        "domain_forced": "业务领域：{domain}（由 [report] domain 指定；按数据识别为{detected}：{why}）。",
+        "why_finance": "{kyc} 个片段的用户已有KYC记录",
+        "why_ecommerce": "{purchase} 个购买意图片段，{payment} 个片段的用户已进入结算/支付，没有KYC记录",
+        "why_general": "没有购买、结算/支付或KYC记录",
+        "journeys": "数据中的用户旅程：{present}。",
+        "journeys_absent": "数据中没有：{absent}，报告不给出与之相关的策略。",
+        "list_sep": "、",
         "threshold": "用户数少于 {k} 的聚类归入“其他/小聚类”。",
         "summary": "聚类概览",
         "col_cluster": "聚类",
@@ -22,12 +32,13 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "col_users": "用户数",
         "col_share": "占比",
         "col_segments": "片段数",
+        "col_events": "事件数",
         "full_label": "完整标签",
         "key_features": "关键特征",
-        "users": "用户数: {n} 个独立用户（画像归属）",
-        "unique_users": "有片段的用户: {n} 个{approx}",
+        "users": "用户数: {n} 个（当前画像为此聚类的用户）",
+        "unique_users": "在此聚类有片段的用户: {n} 个{approx}，即上述 {members} 个加上当前画像在其他聚类的 {others} 个",
         "approx": "（估算）",
-        "segments": "片段数: {n} 个意图片段",
+        "segments": "片段数: {n} 个意图片段，共 {events} 个事件",
         "duration": "平均浏览时长: {v:.2f} 分钟",
         "interactions": "平均交互次数: {v:.2f} 次",
         "strength": "平均意图强度: {v:.2f}",
@@ -75,9 +86,18 @@ TEXT: Final[dict[str, dict[str, str]]] = {
     "en": {
         "title": "Business-driven user personas and marketing strategy report",
         "intro": "Online clustering of intent segments, with differentiated strategies for each cluster.",
-        "basis": "Data: {users} users, {segments} intent segments, {clusters} clusters (estimator {estimator})",
+        "basis": "Data: {users} users, {segments} intent segments, {events} events in {clusters} clusters (estimator {estimator})",
         "span": "; event time {first} to {last} (UTC)",
         "end": ".",
+        "totals": "Each user counts in one cluster, that of their current persona; each segment, with its events, counts in the cluster it was assigned to: the clusters' users, segments and events add up to these totals.",
+        "domain_auto": "Domain: {domain} (detected from the data: {why}).",
+        "domain_forced": "Domain: {domain} (set by [report] domain; the data looks like {detected}: {why}).",
+        "why_finance": "{kyc} segments of users with a KYC record",
+        "why_ecommerce": "{purchase} purchase-intent segments, {payment} segments of users past checkout, no KYC record",
+        "why_general": "no purchase, checkout/payment or KYC records",
+        "journeys": "Journeys in the data: {present}.",
+        "journeys_absent": "Not in the data: {absent}; the report gives no strategy about them.",
+        "list_sep": ", ",
         "threshold": "Clusters with fewer than {k} users are folded into \u201cother / small clusters\u201d.",
         "summary": "Clusters at a glance",
         "col_cluster": "Cluster",
@@ -85,12 +105,13 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "col_users": "Users",
         "col_share": "Share",
         "col_segments": "Segments",
+        "col_events": "Events",
         "full_label": "Full label",
         "key_features": "Key features",
-        "users": "Users: {n} unique users (persona members)",
-        "unique_users": "Users with segments here: {n}{approx}",
+        "users": "Users: {n} (users whose current persona is this cluster)",
+        "unique_users": "Users with any segment here: {n}{approx} = these {members} + {others} whose current persona is another cluster",
         "approx": " (estimated)",
-        "segments": "Segments: {n} intent segments",
+        "segments": "Segments: {n} intent segments, {events} events",
         "duration": "Mean browse duration: {v:.2f} minutes",
         "interactions": "Mean interactions: {v:.2f}",
         "strength": "Mean intent strength: {v:.2f}",
@@ -137,6 +158,23 @@ TEXT: Final[dict[str, dict[str, str]]] = {
     },
 }
 LANGS: Final = tuple(TEXT)
+
+#: Words a domain says differently (the rest of :data:`TEXT` holds in every domain).
+DOMAIN_TEXT: Final[dict[str, dict[str, dict[str, str]]]] = {
+    "ecommerce": {
+        "zh": {"transaction_status": "订单状态", "p_tx_done": "已支付", "p_tx_open": "结算未完成/支付失败"},
+        "en": {"transaction_status": "Order status", "p_tx_done": "paid", "p_tx_open": "checkout open/failed"},
+    },
+}
+
+
+def words(lang: str, domain: str = "general") -> dict[str, str]:
+    """The report's words in ``lang`` for ``domain``: :data:`TEXT` with :data:`DOMAIN_TEXT`.
+
+    >>> words("en", "ecommerce")["transaction_status"], words("en", "finance")["transaction_status"]
+    ('Order status', 'Transaction status')
+    """
+    return {**TEXT[lang], **DOMAIN_TEXT.get(domain, {}).get(lang, {})}
 
 
 def percent(share: float) -> str:

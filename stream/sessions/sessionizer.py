@@ -401,8 +401,8 @@ def release(st: SessionState, row: tuple, cfg: SessionConfig) -> tuple[IntentSeg
         apply_fields(p, ts, info[0], info[4], amt, row[6] if n > 6 else None)
         s.seg.add_fields(ts, eid, info, dev, ch, amt, p.kyc, p.tx)
         return closed
-    if ts > p.last_event_ms and p._dlo <= ts < p._dhi and not info[4]:
-        p.last_event_ms = ts  # apply_fields' fast path: same day, no status change
+    if ts > p.last_event_ms and p._dlo <= ts < p._dhi and ts < p.hour_next and not info[4]:
+        p.last_event_ms = ts  # apply_fields' fast path: same day and clock hour, no status change
     else:
         apply_fields(p, ts, info[0], info[4], amt, row[6] if n > 6 else None)
     s.last = ts

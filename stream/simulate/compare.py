@@ -11,7 +11,10 @@ hidden truth:
   sent action / actions sent (released deferrals included), with Wilson intervals and
   the Newcombe interval of the difference;
 * **conversions**: measured conversions among the decisions' outcome records (both
-  arms), per trigger and in all.
+  arms), per trigger and in all;
+* **where the strategy policy's exploit traffic goes** (:func:`exploit_shares`): per
+  trigger, the share of its later exploit decisions that use the arm the world planted
+  as best (:func:`planted_best`), and the ROI guard's alerts.
 
 >>> from intentstream.stream.simulate.world import engine_settings, load_world
 >>> world = load_world()
@@ -22,11 +25,13 @@ True
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from intentstream.stream import codec
+from intentstream.stream.contract.events import parse_ts
 from intentstream.stream.outcomes.uplift import Interval, newcombe_difference, wilson
 from intentstream.stream.settings import Settings, overlay
 from intentstream.stream.simulate.loop import SimulationResult, simulate
@@ -138,3 +143,49 @@ def compare_policies(
         list(seeds), Rate.of(ka, na, confidence), Rate.of(kb, nb, confidence), diff, ca, cb, da, db,
         {t: (v[0], v[1]) for t, v in sorted(by_trigger.items())},
     )  # fmt: skip
+
+
+def planted_best(world: World, catalogue: Any, arms: Mapping[str, Sequence[str]], margin: float = 0.02) -> dict[str, str]:
+    """Per trigger, the arm whose planted effect (on its first channel) beats every other
+    arm of the trigger by at least ``margin``; triggers without such a clear best are left out."""
+    out = {}
+    for trigger, keys in arms.items():
+        effects = sorted(((world.effect(trigger, k, catalogue.strategies[k].channels[0]), k) for k in keys), reverse=True)
+        if len(effects) > 1 and effects[0][0] - effects[1][0] >= margin:
+            out[trigger] = effects[0][1]
+    return out
+
+
+def exploit_shares(res: SimulationResult, best: Mapping[str, str], skip: float = 0.5) -> dict[str, tuple[int, int, int]]:
+    """Per trigger of ``best``: (exploit decisions to the best arm, exploit decisions,
+    decisions skipped) over the trigger's decisions after the first ``skip`` share of
+    them (the policy learning)."""
+    by_trigger: dict[str, list[dict[str, Any]]] = {}
+    seen: set[str] = set()
+    for rec in res.audit_records():  # each decision once (not its release or cancellation)
+        policy = (rec.get("strategy") or {}).get("policy")
+        if rec["trigger"] in best and policy is not None and "correction" not in rec and rec["action_id"] not in seen:
+            seen.add(rec["action_id"])
+            by_trigger.setdefault(rec["trigger"], []).append(policy)
+    out = {}
+    for trigger, policies in sorted(by_trigger.items()):
+        first = int(len(policies) * skip)
+        later = [p for p in policies[first:] if p["mode"] == "exploit"]
+        out[trigger] = (sum(1 for p in later if p["arm"] == best[trigger]), len(later), first)
+    return out
+
+
+def exploit_by_week(res: SimulationResult, trigger: str, start_ms: int) -> list[tuple[int, Counter[str]]]:
+    """Per week since ``start_ms``: how often each arm was exploited for ``trigger``
+    (each decision once): the policy learning, as the demo shows it."""
+    weeks: dict[int, Counter[str]] = {}
+    seen: set[str] = set()
+    for rec in res.audit_records():
+        policy = (rec.get("strategy") or {}).get("policy")
+        if rec["trigger"] != trigger or policy is None or policy["mode"] != "exploit" or rec["action_id"] in seen:
+            continue
+        seen.add(rec["action_id"])
+        ts = parse_ts(rec["decided_at"])
+        assert isinstance(ts, int)
+        weeks.setdefault((ts - start_ms) // (7 * 86_400_000), Counter())[policy["arm"]] += 1
+    return sorted(weeks.items())

@@ -85,6 +85,8 @@ class SimulationResult:
     clickstream: list[bytes] = field(default_factory=list)
     decisions: list[bytes] = field(default_factory=list)
     outcomes: list[bytes] = field(default_factory=list)
+    #: the engine's own ops.alerts records (the strategy policy's ROI guard)
+    alerts: list[bytes] = field(default_factory=list)
     #: planned / reaction events, steps, engine counters (late, duplicates, ...), outputs by topic
     counters: Counter[str] = field(default_factory=Counter)
     #: the reactor's counters (conversions, opens, clicks, dismissals, clamps)
@@ -182,6 +184,8 @@ class Simulation:
                     self._next_burst(rec)
             elif e.topic == topics.outcomes:
                 res.outcomes.append(e.value + b"\n")
+            elif e.topic == topics.alerts:  # the engine's own (ROI guard)
+                res.alerts.append(e.value + b"\n")
         engine.ack([e.id for e in entries])
 
     def _next_burst(self, rec: dict[str, Any]) -> None:

@@ -46,13 +46,18 @@ class PartitionMeta:
     ob: int = 0
     lead: tuple[tuple[int, str], ...] = ()
     ahead: tuple[tuple[int, str], ...] = ()
+    #: the strategy policy's arm tally (``ArmTally.dump()``; None: nothing learned yet),
+    #: committed with the step whose outcome records it folds
+    pol: list | None = field(default=None, repr=False)
 
     def dump(self) -> bytes:
         head: list = [self.hi, self.wm, self.ob]
-        if self.lead or self.ahead:
+        if self.lead or self.ahead or self.pol:
             head.append([list(x) for x in self.lead])
-        if self.ahead:
+        if self.ahead or self.pol:
             head.append([list(x) for x in self.ahead])
+        if self.pol:
+            head.append(self.pol)
         return codec.dumps(head)
 
     @classmethod
@@ -61,7 +66,8 @@ class PartitionMeta:
             return cls()
         a = codec.loads(data)
         lead = tuple((t, u) for t, u in a[3]) if len(a) > 3 else ()
-        return cls(a[0], a[1], a[2], lead, tuple((t, u) for t, u in a[4]) if len(a) > 4 else ())
+        ahead = tuple((t, u) for t, u in a[4]) if len(a) > 4 else ()
+        return cls(a[0], a[1], a[2], lead, ahead, a[5] if len(a) > 5 else None)
 
 
 @dataclass(frozen=True)

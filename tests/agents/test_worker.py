@@ -262,7 +262,7 @@ def with_held_and_corrected(lines: list[bytes]) -> list[bytes]:
     extra: list[tuple[int, dict]] = []  # (delivered at, event)
     zones = ("Asia/Shanghai", "America/New_York", "Europe/Berlin")
     start = TRACE.start_ms
-    for i in range(24):
+    for i in range(36):
         user, tz = f"held-{i}", zones[i % 3]
         day = format_ts(start + (1 + i % 7) * 86_400_000)[:10]
         fate = i % 4
@@ -302,7 +302,8 @@ def test_held_released_cancelled_and_corrected_across_sigkills(deployment, tmp_p
         expected.setdefault(topic, []).append(value)
     audit = [codec.loads(v) for v in expected["actions.audit"]]
     outcomes = Counter(x.get("reason", "correction") if x.get("status") != "sent" else "sent" for x in audit if x["user_id"].startswith("held-"))
-    assert outcomes["quiet_hours"] >= 15 and outcomes["goal_reached"] >= 5 and outcomes["opt_out"] >= 5 and outcomes["correction"] >= 5
+    # (the strategy policy explores some of these carts on an email strategy, which has no quiet hours)
+    assert outcomes["quiet_hours"] >= 18 and outcomes["goal_reached"] >= 5 and outcomes["opt_out"] >= 5 and outcomes["correction"] >= 5
     assert sum(1 for x in audit if x["user_id"].startswith("held-") and x.get("status") == "sent" and x["send_at"]) >= 5  # released
     closed = [codec.loads(v) for v in expected["actions.outcomes"]]
     held = [o for o in closed if o["user_id"].startswith("held-")]

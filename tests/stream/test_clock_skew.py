@@ -12,7 +12,7 @@ import dataclasses
 from intentstream.stream import codec
 from intentstream.stream.engine.offline import OfflineRunner
 from intentstream.stream.engine.progress import Leaders
-from intentstream.stream.settings import Settings, default_settings
+from intentstream.stream.settings import PolicySettings, Settings, default_settings
 from intentstream.stream.synth.clickstream import generate_lines
 from intentstream.stream.synth.config import GeneratorConfig
 
@@ -31,7 +31,12 @@ def skewed(lines: list[bytes], at: int, user: str | None = None) -> tuple[list[b
     return lines[: at + 1] + [extra] + lines[at + 1 :], user
 
 
-def run(lines: list[bytes], settings: Settings | None = None) -> tuple[OfflineRunner, dict[str, list[bytes]]]:
+#: users' decisions compared one by one: without the strategy policy, whose learning ties
+#: every user's decision to the others' outcomes
+INDEPENDENT = Settings.defaults(policy=PolicySettings.defaults(enabled=False))
+
+
+def run(lines: list[bytes], settings: Settings = INDEPENDENT) -> tuple[OfflineRunner, dict[str, list[bytes]]]:
     runner = OfflineRunner(settings)
     out: dict[str, list[bytes]] = {}
     for topic, payload in runner.run(enumerate(lines, 1)):

@@ -34,7 +34,7 @@ from intentstream.stream.engine.offline import OfflineRunner
 from intentstream.stream.engine.partition import PartitionEngine
 from intentstream.stream.engine.partitioning import partition_for
 from intentstream.stream.engine.user_state import UserState
-from intentstream.stream.settings import FatigueSettings, Settings, default_settings
+from intentstream.stream.settings import FatigueSettings, PolicySettings, Settings, default_settings
 from intentstream.stream.state import CommitBatch
 from intentstream.stream.state.memory import MemorySessionStore
 from intentstream.stream.synth.clickstream import generate_lines
@@ -45,8 +45,10 @@ MIN = 60_000
 HOUR = 60 * MIN
 DAY = 24 * HOUR
 
-#: the shipped defaults without the holdout group, so every decision's status is the policy's
-SETTINGS = Settings.defaults(fatigue=FatigueSettings.defaults(holdout_share=0.0))
+#: the shipped defaults without the holdout group, so every decision's status is the
+#: fatigue policy's, and without the strategy policy's learning, which ties users together
+#: (its own determinism: tests/stream/test_policy.py)
+SETTINGS = Settings.defaults(fatigue=FatigueSettings.defaults(holdout_share=0.0), policy=PolicySettings.defaults(enabled=False))
 LATENESS = SETTINGS.sessions.allowed_lateness_s * 1000
 GRACE = SETTINGS.triggers.late_timer_grace_s * 1000
 WINDOW = {

@@ -25,6 +25,13 @@ which line differ between two revisions on larger traces. History:
   (``send_time``); this trace's three emails are gone (capped or moved), so
   ``actions.email`` is not written at all; users' due moments moved, so segments come
   in a different order: the *set* of segments is unchanged.
+* the strategy policy (issue 13): 30 % of decisions explore another arm of their trigger
+  (other strategies, channels and texts: ``actions.email`` and ``actions.sms`` appear),
+  exploit picks the arm with the best conversion per send once it has data, every
+  decision carries ``strategy.policy``; steps end where the watermark enters a new policy
+  epoch, so segments come in a different order: the *set* of segments is unchanged. Also
+  a fix: the active-hours profile missed hours on the same-day fast path, so a cached
+  state and a reloaded one could differ (a restart changed a send time).
 """
 
 from __future__ import annotations
@@ -40,11 +47,13 @@ TRACE = GeneratorConfig(users=300, days=7, seed=3, late_share=0.05, duplicate_sh
 
 EXPECTED = {
     "clickstream": "203b4c80d69f3618ceed0a61c78edf8e159a72e834089655cf6b84516724e886",
-    "segments": "76f72acfd0179588730f20d6ba2249f7b3be36acc3e997f206bdeb3ba1415ef7",
-    "actions.audit": "6d4e62bfd68b960236658855409945a5425dd4e8bd4d1655ac704d37677ef7d4",
-    "actions.push": "055035a42a039dfaf231d5368cdf02ec6942e43ab511d2e2a988a8293d5a5b6f",
-    "actions.in_app": "ae3b7c223812623d6cd7734d8b8f58f8cd1ae91f0ba15d8a9669239cdfcd0ddb",
-    "actions.outcomes": "1053e7f370e902677d54d3499c733b56bc062f5575395b0af2f72a760e2dd1cf",
+    "segments": "84ccbe6d5282566b1689ca96d025f2589f7d759c10624db0143068d8a7213c74",
+    "actions.push": "2fb9f9f2fe6b5d397d7902de62ac94a015ab1aebb469d72f1e5b4f4d69d694a1",
+    "actions.audit": "367f1e5d47211c251056489042d8fbd84cb4bb508c295dfad4480fa43024c7f2",
+    "actions.email": "04731a1fb3ec6ee105783d5c0e120b6b08e234799016544a62ef1bba2744592a",
+    "actions.in_app": "dcba730fc1da011c0800f92b4fa76e3c968ce95e45d36cfcd2bb955f8d2e2816",
+    "actions.outcomes": "fa61228bafaf1b3611ca38a787fe15c29944a6948fd7aaebf0d523d5105a344c",
+    "actions.sms": "374f036612b3994fd997f32102f1a56ebff56c4d72b2c893f4985774368c2041",
     "dead_letter": "97a707077df0c9e3ff34d895f2a1dbf697ff2d335c66114faf4390eec050f189",
 }
 

@@ -59,7 +59,7 @@ def test_keys_are_hash_tagged_and_user_keys_expire(redis_store):
 
 
 @pytest.mark.integration
-def test_a_users_state_costs_under_2kb_of_redis_memory(redis_store):
+def test_a_users_state_costs_under_2_5kb_of_redis_memory_and_1kb_on_average(redis_store):
     lines = list(generate_lines(GeneratorConfig(users=200, days=1, seed=3)))
     eng = PartitionEngine(redis_store, 0)
     usages = []
@@ -67,4 +67,6 @@ def test_a_users_state_costs_under_2kb_of_redis_memory(redis_store):
         eng.process([(start + i, raw) for i, raw in enumerate(lines[start : start + 500])])
         usages += [redis_store.memory_usage(f"u{i:06d}") or 0 for i in range(0, 200, 10)]
     active = [u for u in usages if u]
-    assert active and max(active) <= 2048
+    # a deferred message is held in its user's state with its whole rendered decision
+    # (~1.2 KB with the strategy policy's fields): the heaviest user here holds one
+    assert active and max(active) <= 2560 and sum(active) / len(active) <= 1024
