@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-unit bench stack-up stack-down clean
+.PHONY: install demo lint test test-unit bench stack-up stack-down clean
 
 install: $(VENV)/.installed
 
@@ -18,10 +18,15 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/intentstream demo
 
-test: install
+# Ruff and mypy, both configured in pyproject.toml (a few seconds; mypy's first run ~20 s)
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: install
+test-unit: lint
 	INTENTSTREAM_SKIP_INTEGRATION=1 $(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
 bench: install
@@ -34,4 +39,4 @@ stack-down:
 	scripts/stack down
 
 clean: stack-down
-	rm -rf $(VENV) .stack build *.egg-info
+	rm -rf $(VENV) .stack build *.egg-info .mypy_cache .ruff_cache

@@ -102,6 +102,7 @@ def ensure_topics(
 def _normalise(settings: Settings, items: Any) -> dict[str, int]:
     if items is None:
         return product_topics(settings)
+    pairs: Iterable[tuple[Any, Any]]
     if isinstance(items, Mapping):
         pairs = items.items()
     else:

@@ -13,6 +13,7 @@ across workers), which fires its due timers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -101,7 +102,7 @@ class Pipeline:
                 eng = self.engine(p)
                 await self.recover(p, eng)
                 self.last_input[p] = time.monotonic()
-                result = await self.retrying(f"partition {p}", lambda eng=eng, records=records: eng.process(records))
+                result = await self.retrying(f"partition {p}", functools.partial(eng.process, records))
                 for name, value in result.counters.items():
                     self.counters[name] += value
                     produced[name] += value
@@ -199,7 +200,7 @@ class Pipeline:
             wms = [self.engine(q).meta.wm if q in idle else m.wm for q, m in enumerate(metas)]
             for p, wm in idle_adoptions(wms, idle):
                 eng = self.engine(p)
-                result = await self.retrying(f"partition {p} idle", lambda eng=eng, wm=wm: eng.advance_to(wm))
+                result = await self.retrying(f"partition {p} idle", functools.partial(eng.advance_to, wm))
                 for name, value in result.counters.items():
                     self.counters[name] += value
                 self.outcomes.observe(result.counters)
@@ -242,7 +243,8 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
 
     @app.agent(topics.clickstream, name="sessionize")
     async def sessionize(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_within_s):
+        # take_events is a method of faust's Stream that its StreamT protocol does not declare
+        async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_within_s):  # type: ignore[attr-defined]
             pipe = await pipeline()
             by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
             for ev in events:
@@ -256,7 +258,8 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
         if assigned:
             await (await pipeline()).tick(assigned)
 
-    @app.on_partitions_revoked.connect
+    # faust calls it as (app, revoked); its typing of connect() wants (sender, *args, signal=...)
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
         if "p" in state:
             async with state["p"].lock:

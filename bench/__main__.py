@@ -23,6 +23,7 @@ BENCHES = {
     "worker": True,
     "uplift": False,
     "policy": False,
+    "offline": False,
 }
 
 

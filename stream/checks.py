@@ -74,6 +74,6 @@ def check_idempotent(make: Callable[[], Policy], inputs: Sequence[Any]) -> None:
 
 
 def _undup(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and hasattr(value, "duplicate") and value.duplicate:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and hasattr(value, "duplicate") and value.duplicate:
         return dataclasses.replace(value, duplicate=False)
     return value

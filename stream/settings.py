@@ -48,7 +48,8 @@ class SettingsSection:
         """
         root = default_settings()
         parts = [root, *(getattr(root, f.name) for f in dataclasses.fields(root))]
-        return dataclasses.replace(next(p for p in parts if type(p) is cls), **overrides)
+        part: Any = next(p for p in parts if type(p) is cls)  # the section dataclass of this class
+        return dataclasses.replace(part, **overrides)
 
 
 @dataclass(frozen=True)
@@ -410,7 +411,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str, base: str | Path) -> 
     for name, value in data.items():
         hint = hints[name]
         label = f"{where}.{name}" if where else name
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if not isinstance(value, Mapping):
                 raise SettingsError(f"[{label}] must be a table")
             kwargs[name] = _build(hint, value, label, base)

@@ -222,7 +222,7 @@ class Replayer:
             sleep_for(pause, self._tick)
         if event is not None:
             self._send_event(stats, event, raw)
-        else:
+        elif isinstance(ev, Rejection):  # always, when it is no event
             stats.invalid[ev.reason] += 1
             if self.dlq_topic:
                 self._send_dead_letter(stats, raw, ev, f"{source}:{lineno}")

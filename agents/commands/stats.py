@@ -1,5 +1,6 @@
-"""``intentstream stats [--once] [--interval S]``: a terminal table of the workers'
-``ops.metrics`` records (the record :mod:`intentstream.stream.ops.metrics` builds)."""
+"""``intentstream stats [--once] [--interval S] [--json]``: a terminal table of the workers'
+``ops.metrics`` records (the record :mod:`intentstream.stream.ops.metrics` builds); with
+``--json`` the same figures as one JSON object (a line; every interval without ``--once``)."""
 
 from __future__ import annotations
 
@@ -79,9 +80,13 @@ def parse_snapshot(value: bytes | None, key: bytes | None, record_ts_ms: int | N
     worker = obj.get("worker")
     if not isinstance(worker, str) or not worker:
         worker = key.decode("utf-8", "replace") if key else "?"
-    counters_in = obj.get("counters") if isinstance(obj.get("counters"), dict) else {}
+    counters_in = obj.get("counters")
+    if not isinstance(counters_in, dict):
+        counters_in = {}
     counters = {str(k): n for k, v in counters_in.items() if (n := _number(v)) is not None}
-    parts_in = obj.get("partitions") if isinstance(obj.get("partitions"), dict) else {}
+    parts_in = obj.get("partitions")
+    if not isinstance(parts_in, dict):
+        parts_in = {}
     partitions = {str(p): v for p, v in parts_in.items() if isinstance(v, dict)}
     return Snapshot(worker, ts, counters, partitions)
 
@@ -137,6 +142,42 @@ class MetricsBoard:
         sections = [head, self._workers(latest, now_ms), self._counters(latest), self._partitions(latest)]
         return "\n\n".join(s for s in sections if s) + "\n"
 
+    def to_dict(self, now_ms: int) -> dict[str, Any]:
+        """What :meth:`render` shows, as JSON-ready data: per worker its last report, the
+        counters summed over the workers with their summed rates (None: no rate yet), and
+        each partition's fields as the worker reported them.
+
+        >>> board = MetricsBoard("ops.metrics")
+        >>> board.add(b'{"ts": "2026-01-05T10:00:00Z", "worker": "w1", "counters": {"events": 100}, "partitions": {"0": {"lag": 2}}}')
+        >>> d = board.to_dict(1767607205000)
+        >>> d["workers"]
+        [{'worker': 'w1', 'last_report': '2026-01-05T10:00:00.000Z', 'age_s': 5.0, 'partitions': 1, 'lag': 2}]
+        >>> d["counters"], d["partitions"]
+        ({'events': {'total': 100, 'rate_per_s': None}}, [{'partition': '0', 'worker': 'w1', 'lag': 2}])
+        """
+        latest = self.latest()
+        workers = []
+        for s in latest:
+            lags = [_number(p.get("lag")) for p in s.partitions.values()]
+            workers.append({
+                "worker": s.worker,
+                "last_report": format_ts(s.ts_ms),
+                "age_s": max(0.0, (now_ms - s.ts_ms) / 1000.0),
+                "partitions": len(s.partitions),
+                "lag": sum(n for n in lags if n is not None),
+            })  # fmt: skip
+        totals, rates = self._totals(latest)
+        entries = sorted(((p, s.worker, info) for s in latest for p, info in s.partitions.items()), key=lambda e: (_partition_order(e[0]), e[1]))
+        return {
+            "topic": self.topic,
+            "at": format_ts(now_ms),
+            "records": self.records,
+            "unreadable": self.skipped,
+            "workers": workers,
+            "counters": {name: {"total": totals[name], "rate_per_s": rates.get(name)} for name in sorted(totals)},
+            "partitions": [{"partition": p, "worker": worker, **info} for p, worker, info in entries],
+        }
+
     def _workers(self, latest: list[Snapshot], now_ms: int) -> str:
         rows = []
         for s in latest:
@@ -146,13 +187,18 @@ class MetricsBoard:
             rows.append([s.worker, format_ts(s.ts_ms), _fmt_age(age), str(len(s.partitions)), _fmt_num(lag)])
         return format_table(["WORKER", "LAST REPORT", "AGE", "PARTITIONS", "LAG"], rows, right={2, 3, 4})
 
-    def _counters(self, latest: list[Snapshot]) -> str:
+    def _totals(self, latest: list[Snapshot]) -> tuple[Counter[str], dict[str, float]]:
+        """Counters summed over the workers, and their summed rates per second."""
         totals: Counter[str] = Counter()
         rates: dict[str, float] = {}
         for s in latest:
             totals.update(s.counters)
             for name, rate in self.rates(s.worker).items():
                 rates[name] = rates.get(name, 0.0) + rate
+        return totals, rates
+
+    def _counters(self, latest: list[Snapshot]) -> str:
+        totals, rates = self._totals(latest)
         rows = [[name, _fmt_num(totals[name]), f"{rates[name]:,.1f}" if name in rates else "-"] for name in sorted(totals)]
         return format_table(["COUNTER", "TOTAL", "RATE/S"], rows, right={1, 2}) if rows else ""
 
@@ -230,9 +276,11 @@ def stats(
     interval_s: float = 2.0,
     out: TextIO | None = None,
     history: int = STATS_HISTORY,
+    as_json: bool = False,
 ) -> int:
     """Render the metrics table to ``out`` (standard output) once, after reading to the
-    end of the topic, or every ``interval_s`` seconds until Ctrl-C."""
+    end of the topic, or every ``interval_s`` seconds until Ctrl-C; ``as_json``: one JSON
+    line (:meth:`MetricsBoard.to_dict`) instead of each table."""
     out = out or sys.stdout
     topic = settings.topics.metrics
     consumer = make_consumer(settings)
@@ -247,9 +295,9 @@ def stats(
         while not reached(consumer, end):
             _feed(board, consumer, 200)
         if once:
-            out.write(board.render(_now_ms()))
+            out.write(_json_line(board) if as_json else board.render(_now_ms()))
             return 0
-        return _stats_loop(consumer, board, interval_s, out)
+        return _stats_loop(consumer, board, interval_s, out, as_json)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -262,11 +310,18 @@ def _feed(board: MetricsBoard, consumer: Any, timeout_ms: int) -> None:
             board.add(r.value, r.key, r.timestamp)
 
 
-def _stats_loop(consumer: Any, board: MetricsBoard, interval_s: float, out: TextIO) -> int:
+def _json_line(board: MetricsBoard) -> str:
+    return codec.dumps_line(board.to_dict(_now_ms())).decode()
+
+
+def _stats_loop(consumer: Any, board: MetricsBoard, interval_s: float, out: TextIO, as_json: bool = False) -> int:
     tty = isatty(out)
     while True:
-        text = board.render(_now_ms())
-        out.write(("\x1b[H\x1b[2J" + text) if tty else text + "\n")
+        if as_json:
+            out.write(_json_line(board))
+        else:
+            text = board.render(_now_ms())
+            out.write(("\x1b[H\x1b[2J" + text) if tty else text + "\n")
         out.flush()
         deadline = time.monotonic() + interval_s
         while (left := deadline - time.monotonic()) > 0:
@@ -279,11 +334,12 @@ def _now_ms() -> int:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    return with_kafka_errors("stats", settings, lambda: stats(settings, once=args.once, interval_s=args.interval))
+    return with_kafka_errors("stats", settings, lambda: stats(settings, once=args.once, interval_s=args.interval, as_json=args.json))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="live table of the workers' metrics ([topics] metrics)")
     p.add_argument("--once", action="store_true", help="print one table and exit")
     p.add_argument("--interval", type=positive_float, default=2.0, metavar="S", help="refresh every S seconds (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object a line instead of the table")
     p.set_defaults(func=run)

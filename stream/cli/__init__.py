@@ -8,8 +8,10 @@ import argparse
 import gc
 import importlib
 import sys
+import tomllib
 
 from intentstream.stream.engine.disorder import DisorderError
+from intentstream.stream.settings import SettingsError
 
 # Modules that contribute subcommands, in the order they are listed in --help.
 COMMAND_MODULES = (
@@ -22,6 +24,7 @@ COMMAND_MODULES = (
     "intentstream.stream.cli.demo",
     "intentstream.stream.cli.backtest",
     "intentstream.stream.cli.simulate",
+    "intentstream.stream.cli.explain",
     "intentstream.agents.commands.topics",
     "intentstream.agents.commands.worker",
     "intentstream.agents.commands.personas",
@@ -88,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     # a path given on the command line; input far out of event-time order (what is wrong, how to fix it)
-    except (FileNotFoundError, IsADirectoryError, PermissionError, DisorderError) as exc:
-        print(f"intentstream {args.command}: {exc}", file=sys.stderr)
+    # ... and settings that do not parse or validate (a config file, an environment variable)
+    except (FileNotFoundError, IsADirectoryError, PermissionError, DisorderError, SettingsError, tomllib.TOMLDecodeError) as exc:
+        what = "settings: " if isinstance(exc, tomllib.TOMLDecodeError) else ""
+        print(f"intentstream {args.command}: {what}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

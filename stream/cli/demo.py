@@ -18,8 +18,9 @@ import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from intentstream.stream import codec
 from intentstream.stream.decisions.contract import split_audit
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def caught_journeys(truth: list[dict], decisions: list[dict]) -> dict[str, tuple[int, int]]:
+def caught_journeys(truth: Sequence[Mapping[str, Any]], decisions: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
     """(caught, planted) per trigger: a planted journey is caught when a decision for its
     trigger was made for that user at its deadline (churn: at any time)."""
     fired = {(d["user_id"], d["trigger"], d["decided_at"]) for d in decisions}
@@ -166,10 +167,10 @@ def run(args: argparse.Namespace) -> int:
         say(f"   {trigger:<25} {caught:>5} / {planted:<5} ({caught / max(planted, 1):.0%})")
 
     records = [codec.loads(v) for v in outcomes]
-    table = summarize(records, levels=(("trigger",),), min_per_arm=settings.outcomes.min_per_arm, confidence=settings.outcomes.confidence)
+    trigger_uplift = summarize(records, levels=(("trigger",),), min_per_arm=settings.outcomes.min_per_arm, confidence=settings.outcomes.confidence)
     say(f"6. outcomes: {len(records):,} decisions whose attribution window closed -> {out / 'outcomes.jsonl'} "
         f"(per strategy, channel and persona: intentstream uplift {out / 'outcomes.jsonl'}):")
-    sys.stdout.write("".join(f"   {line}\n" for line in render_text(table).splitlines()))
+    sys.stdout.write("".join(f"   {line}\n" for line in render_text(trigger_uplift).splitlines()))
 
     learning_demo(args.seed, say)
 

@@ -121,7 +121,7 @@ def default_dead_letter(source: str, out: str | None) -> str:
     >>> default_dead_letter("ub.csv", "out/events.jsonl"), default_dead_letter("/data/ub.csv", None), default_dead_letter("-", "-")
     ('out/events.rejected.jsonl', 'ub.rejected.jsonl', 'import.rejected.jsonl')
     """
-    if out not in (None, "-"):
+    if out is not None and out != "-":
         stem = out[: -len(".jsonl")] if out.endswith(".jsonl") else out
     else:
         stem = "import" if source == "-" else os.path.splitext(os.path.basename(source))[0]

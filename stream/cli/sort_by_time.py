@@ -39,7 +39,7 @@ from __future__ import annotations
 import heapq
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import ExitStack
 from typing import BinaryIO, Final, TextIO
 
@@ -66,7 +66,7 @@ def sort_by_time(
     fan_in: int = FAN_IN,
     progress: TextIO | None = None,
     tmp_dir: str | None = None,
-) -> Iterator[tuple[int, bytes]]:
+) -> Generator[tuple[int, bytes], None, None]:
     """``(line number, raw line)`` of ``lines``, rejected lines first, then events by
     ``(event time, line number)`` (see the module docstring)."""
     if run_lines < 1 or run_bytes < 1 or fan_in < 2:
@@ -100,7 +100,7 @@ def sort_by_time(
         if run:
             runs.append(_write_run(tmp, len(runs), run))
         del run
-        if shown is not None and len(runs) > fan_in:
+        if progress is not None and len(runs) > fan_in:  # (then the reading was shown too)
             shown = Progress(progress, label="sorting by event time: merging runs, ", unit="lines", total=count)
         runs = _merge_down(tmp, runs, fan_in, shown)
         if shown is not None:

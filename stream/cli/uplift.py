@@ -50,7 +50,7 @@ class OutcomeReader:
     def parse(self, raw: bytes | None) -> dict[str, Any] | None:
         self.read += 1
         try:
-            obj = codec.loads(raw) if raw is not None else None
+            obj: Any = codec.loads(raw) if raw is not None else None  # any JSON value: checked by from_dict
         except codec.JSONDecodeError:
             self.bad["not JSON"] += 1
             return None

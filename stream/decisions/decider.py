@@ -152,7 +152,7 @@ class Decider:
         offer = None
         if st.coupon:
             offer = {k: v for k, v in st.coupon.details(aid, 0).items() if k != "expires_at"}
-        draft = {
+        draft: dict[str, Any] = {
             "action_id": aid,
             "user_id": hit.user_id,
             "trigger": hit.trigger,

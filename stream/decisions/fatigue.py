@@ -93,8 +93,9 @@ from datetime import datetime, time, timedelta
 from intentstream.stream.contract.events import zone
 from intentstream.stream.decisions.send_time import SendTimeRule
 from intentstream.stream.settings import FatigueSettings, Settings, default_settings
+# DAY_MS and HOUR_MS: for the docstring examples (they run in this module's namespace)
 from intentstream.stream.state.fatigue import (
-    DAY_MS, HOUR_MS, SECOND_MS, LedgerRequest, LedgerStore, Limits, Verdict,
+    DAY_MS, HOUR_MS, SECOND_MS, LedgerRequest, LedgerStore, Limits, Verdict,  # noqa: F401
 )  # fmt: skip
 
 

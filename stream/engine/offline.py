@@ -80,7 +80,7 @@ class OfflineRunner:
         parse = parser_for(self.settings.events.input_format)
         for lineno, raw in lines:
             ev = parse(raw)
-            if type(ev) is not Event:
+            if not isinstance(ev, Event):
                 if ev.reason == SKIPPED:  # see intentstream.stream.ingest.input_formats
                     self.counters["skipped"] += 1
                     continue

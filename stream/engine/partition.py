@@ -383,19 +383,20 @@ class PartitionEngine:
                 value = codec.dumps(r.to_dict())
                 key = r.user_id.encode()
                 aid = r.action_id
-                if type(r) is ActionOutcome:
+                if isinstance(r, ActionOutcome):
                     entries.append(OutboxEntry(seq, f"{aid}:outcome", self.outcomes_topic, key, value))
                     seq += 1
                     if tally is not None:
                         tally.fold(r)
                     counters[f"outcome:{r.trigger}:{r.experiment['arm']}:{int(r.converted)}:{int(r.measured)}:{int(r.status == 'sent')}"] += 1
                     continue
-                if type(r) is Correction:
+                if isinstance(r, Correction):
                     entries.append(OutboxEntry(seq, f"{aid}:audit:correction", self.audit_topic, key, value))
                     seq += 1
                     counters[f"correction:{r.trigger}"] += 1
                     continue
                 if r.status == "sent":  # sent now, or a held one released: the messaging system sends it
+                    assert r.channel is not None  # a sent decision has its channel
                     entries.append(OutboxEntry(seq, f"{aid}:{r.channel}", self.actions_prefix + r.channel, key, value))
                     seq += 1
                 audit_id = f"{aid}:audit" if kind == DECIDED else f"{aid}:audit:{kind}"

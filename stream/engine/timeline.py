@@ -156,6 +156,8 @@ class UserTimeline:
                 st.outs.on_event(typ, ts, extra.get("action_id") if extra else None, self.attribution.converts(typ))  # type: ignore[union-attr]
             self._decide(st, rules.on_fields(st.trig, ts, eid, typ, amt, extra, hz))
             goal_of = rules.goal_of(typ)
+            if goal_of:
+                rules.note_goal(st.trig, typ, ts)
             if goal_of and st.outs:
                 st.outs.on_premise_goal(goal_of, ts, self._premise)
             if goal_of and st.acts:
@@ -268,7 +270,11 @@ class UserTimeline:
                 st.outs.open(d, self.attribution)
             if d.is_delivery:
                 self.rules.on_delivery(st.trig, d.action_id, d.trigger, d.delivery_at)  # type: ignore[union-attr]
-                if d.status == "deferred":
+                if d.status == "deferred" and self.rules.goal_seen(  # type: ignore[union-attr]
+                    st.trig, d.trigger, d.decided_at - self._premise.get(d.trigger, 0), d.delivery_at
+                ):  # its goal arrived before the decision was made (e.g. a purchase right after the segment)
+                    self._cancelled(st, [d.cancelled("goal_reached")])
+                elif d.status == "deferred":
                     st.acts.hold(d)
                 else:
                     st.acts.remember_sent(d, d.decided_at, self._window_ms)

@@ -79,8 +79,8 @@ def convert(
     """``(sequence number, contract line)`` of each event; see the module docstring."""
     for lineno, raw, record in records:
         tally.rows += 1
-        result = mapping.event(record, raw) if type(record) is dict else record
-        if type(result) is Event:
+        result = mapping.event(record, raw) if isinstance(record, dict) else record
+        if isinstance(result, Event):
             # a copy: orjson returns each line in a 1 KiB buffer shrunk in place, and keeping
             # hundreds of thousands of those for the sort fragments the heap (10x slower dumps)
             line = bytes(memoryview(codec.dumps(result.to_dict())))

@@ -129,7 +129,7 @@ class Mapping:
         if bad:
             raise MappingError(f"[constants] {', '.join(bad)}: not a contract field a constant can fill")
         checked = validate_event({"event_id": "-", "user_id": "-", "ts": MIN_TS_MS, "type": "click", **constants})
-        if type(checked) is not Event:
+        if type(checked) is Rejection:
             raise MappingError(f"[constants]: {checked.reason} ({checked.detail})")
 
         time = _table(table, "time")
@@ -177,7 +177,7 @@ class Mapping:
                 value = typ
             elif name == "ts":
                 value = parse_time(value, self.time_format, self.timezone)
-                if type(value) is not int:
+                if type(value) is Rejection:
                     return value
             elif name == "amount":
                 value = _number(value)

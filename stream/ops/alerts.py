@@ -247,7 +247,7 @@ class AlertRules:
         b = snap.breaker
         is_open = b is not None and b.open
         held = sum(b.held.values()) if b is not None else 0
-        if is_open:
+        if b is not None and b.open:
             since = f" since {format_ts(b.since_ms)}" if b.since_ms else ""
             msg = f"storm breaker open{since} ({b.rule}: {b.detail}); publishing to actions.* paused, {held:,} action(s) held here; see `intentstream resume --dry-run`"
         else:

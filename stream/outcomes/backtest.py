@@ -236,6 +236,7 @@ def _sum(table: UpliftTable, per_row: Mapping[int, int], missing: int) -> Uplift
     est = low = high = 0.0
     for i, n in per_row.items():
         u = table.rows[i].uplift_per_send
+        assert u is not None  # per_row counts only rows with an estimate
         est, low, high = est + n * u.estimate, low + n * u.low, high + n * u.high
     return UpliftEstimate(est, low, high, sum(per_row.values()), missing, dict(per_row))
 
@@ -249,6 +250,7 @@ def estimate_difference(base: UpliftEstimate, cand: UpliftEstimate, table: Uplif
     for i in sorted(set(base.per_row) | set(cand.per_row)):
         n = cand.per_row.get(i, 0) - base.per_row.get(i, 0)
         u = table.rows[i].uplift_per_send
+        assert u is not None  # per_row counts only rows with an estimate
         est += n * u.estimate
         low += n * (u.low if n > 0 else u.high)
         high += n * (u.high if n > 0 else u.low)

@@ -51,7 +51,8 @@ class OutcomeWatch:
 
     def __init__(self, entries: dict[str, list[Any]] | None = None) -> None:
         self.entries = entries or {}
-        self.due = min((e[CLOSE] for e in self.entries.values()), default=_NEVER)
+        # most users watch nothing: skip the generator (hot for new users)
+        self.due = min([e[CLOSE] for e in self.entries.values()]) if self.entries else _NEVER
 
     def __bool__(self) -> bool:
         return bool(self.entries)
@@ -93,9 +94,9 @@ class OutcomeWatch:
                     e[CONVERTED] = ts
         flag = _FEEDBACK.get(typ)
         if flag and action_id:
-            e = self.entries.get(action_id)
-            if e is not None and ts < e[END]:
-                e[FLAGS] |= flag
+            entry = self.entries.get(action_id)
+            if entry is not None and ts < entry[END]:
+                entry[FLAGS] |= flag
 
     def on_premise_goal(self, triggers: Collection[str], ts: int, premise_ms: Mapping[str, int]) -> None:
         """A goal of ``triggers``' premise at ``ts``: the watched decisions it shows were not

@@ -163,7 +163,8 @@ class PersonaKMeans(cluster.KMeans):
         if len(self.centers) < self.n_clusters:
             if not self.centers or all(self._distance(c, x) > 0 for c in self.centers.values()):
                 c = len(self.centers)
-                self.centers[c] = dict(x)
+                # River declares its centers defaultdicts; this model's are plain dicts (read with .get)
+                self.centers[c] = dict(x)  # type: ignore[assignment]
                 self.counts[c] = 1
                 return c
         c = self.predict_one(x)

@@ -49,7 +49,7 @@ def cluster_of(model: PersonaModel) -> Callable[[Mapping[str, Any]], str]:
 def cluster_uplift(model: PersonaModel, records: Iterable[Mapping[str, Any]], cfg: OutcomeSettings | None = None) -> UpliftTable:
     """The uplift table per trigger and cluster of ``model`` (``cfg``: ``[outcomes]``
     min_per_arm and confidence; default the defaults)."""
-    kw = {} if cfg is None else {"min_per_arm": cfg.min_per_arm, "confidence": cfg.confidence}
+    kw: dict[str, Any] = {} if cfg is None else {"min_per_arm": cfg.min_per_arm, "confidence": cfg.confidence}
     return summarize(records, levels=LEVELS, persona_of=cluster_of(model), **kw)
 
 

@@ -58,14 +58,15 @@ def generate_events(cfg: GeneratorConfig, stats: GenerationStats | None = None) 
     included (as equal copies) and retried uploads too (copies with new ids); invalid lines
     are left out (use :func:`generate_lines`)."""
     for item in deliver(cfg, stats):
-        if type(item) is not bytes:
+        if not isinstance(item, bytes):
             yield item
     if stats is not None:
         stats.lines = stats.events + stats.duplicates + stats.invalid + stats.retries
 
 
 def _user_feed(cfg: GeneratorConfig, user: SyntheticUser) -> tuple[UserFeed, list[dict[str, Any]]]:
-    feed, events = UserFeed(cfg, user), []
+    feed = UserFeed(cfg, user)
+    events: list[dict[str, Any]] = []
     while (session := user.next_session()) is not None:
         events.extend(rec[3] for rec in feed.records(session))
     return feed, events

@@ -128,7 +128,7 @@ def truth_record(feed: UserFeed, found: list[dict[str, Any]]) -> dict[str, Any]:
         "very_late": feed.very_late,
         "duplicates": feed.dups,
         "invalid": feed.bad,
-        "first_active": format_ts(journeys.first) if active else None,
+        "first_active": format_ts(journeys.first) if journeys.first is not None else None,
         "last_active": format_ts(journeys.last) if active else None,
         "active_days": len(journeys.days),
         "journeys": found,

@@ -61,6 +61,7 @@ class SyntheticUser:
         self.persona = persona
         self.model = model = PERSONA_MODELS[persona]
         self.rng = rng = random.Random(f"intentstream:{cfg.seed}:{idx}")
+        self.tz: str | None  # None: no zone, the user lives in UTC
         if persona == "night_owl":
             self.tz = rng.choice(_NIGHT_ZONES)
         else:
@@ -68,6 +69,7 @@ class SyntheticUser:
         self.device = _DEVICES[bisect(_DEVICE_CUM, rng.random() * _DEVICE_CUM[-1])][0]
         self.currency = _CURRENCY.get(self.tz or "", "USD")
         self.favourites = rng.sample(CATEGORY_NAMES, rng.randint(2, 3))
+        self.channels: tuple[str, ...]
         if self.device == "desktop":
             self.channels = ("web",)
         elif self.tz == "Asia/Shanghai" and rng.random() < 0.4:

@@ -166,11 +166,33 @@ class TriggerRules:
             for typ in types:
                 goals.setdefault(typ, set()).add(trigger)
         self._any_goal = frozenset(goals.pop("*", ()))
-        self._goal_triggers = {typ: frozenset(ts) | self._any_goal for typ, ts in goals.items()}
+        # a reaction to a message is no visit: it is a goal only where named explicitly
+        self._goal_triggers = {typ: frozenset(ts) | (frozenset() if typ in NOT_A_VISIT else self._any_goal) for typ, ts in goals.items()}
+        self._goal_triggers.update({typ: frozenset() for typ in NOT_A_VISIT if typ not in goals})
+        #: trigger -> its named goal event types (not "*"): the user's latest event of
+        #: each such type is kept (``TriggerState.last_goal``, one entry per type)
+        self._goal_types = {t: tuple(sorted(typ for typ, ts in goals.items() if t in ts)) for t in {t for ts in goals.values() for t in ts}}
+        self._named_goal_types = frozenset(goals)
 
     def goal_of(self, event_type: str) -> frozenset[str]:
         """The triggers for which an event of this type is a goal (``[triggers.goals]``)."""
         return self._goal_triggers.get(event_type, self._any_goal)
+
+    def note_goal(self, st: TriggerState, event_type: str, ms: int) -> None:
+        """Remember the user's latest event of a named goal type (for a "*" goal the latest
+        visit is already kept): what :meth:`goal_seen` reads."""
+        if event_type in self._named_goal_types and ms > st.last_goal.get(event_type, -1):
+            st.last_goal[event_type] = ms
+
+    def goal_seen(self, st: TriggerState, trigger: str, after: int, before: int) -> bool:
+        """Whether an event the user sent *before* a decision was made is a goal of its
+        trigger dated in (``after``, ``before``): a goal that arrived first, which the
+        decision must still honour (its held message is cancelled). Reads the latest event
+        of each goal type (a "*" goal: the latest visit)."""
+        types = self._goal_types.get(trigger)
+        if types is not None:
+            return any(after < st.last_goal.get(typ, -1) < before for typ in types)
+        return trigger in self._any_goal and after < st.last_event_ms < before
 
     # ------------------------------------------------------------------ events
     def on_event(self, st: TriggerState, ev: Event) -> list[Fired]:

@@ -82,6 +82,10 @@ class TriggerState:
     #: churn reminders already fired in the user's current silence (0 .. number of steps):
     #: the cadence goes on from the next one, and stops after the last until a return
     churn_step: int = 0
+    #: goal event type -> event time of the user's latest such event (named goals only:
+    #: ``TriggerRules.note_goal``), so a decision held for later honours a goal that
+    #: arrived before the decision was made
+    last_goal: dict[str, int] = field(default_factory=dict)
     #: the user's churn cadence (silences in ms), derived from ``days`` by the rules and
     #: dropped whenever ``days`` changes; a cache, never stored (None: not computed yet)
     cadence: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
@@ -132,6 +136,8 @@ class TriggerState:
             out["f"] = self.fired
         if self.churn_step:
             out["cs"] = self.churn_step
+        if self.last_goal:
+            out["lg"] = self.last_goal
         return out
 
     @classmethod
@@ -149,8 +155,9 @@ class TriggerState:
             blocked_until=dict(d.get("b", {})),
             awaiting={k: (v[0], v[1]) for k, v in d.get("a", {}).items()},
             transacted_ms=d.get("x"),
-            persona=tuple(d["p"]) if d.get("p") else None,  # type: ignore[arg-type]
+            persona=tuple(d["p"]) if d.get("p") else None,
             goals=dict(d.get("g", {})),
             fired=dict(d.get("f", {})),
             churn_step=d.get("cs", 0),
+            last_goal=dict(d.get("lg", {})),
         )

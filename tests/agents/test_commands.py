@@ -251,6 +251,26 @@ def test_board_sums_latest_counters_and_rates_from_the_last_two():
     assert any(line.split() == ["events", "350", "20.0"] for line in text.splitlines())
 
 
+def test_board_to_dict_has_the_figures_of_the_table():
+    board = stats.MetricsBoard("ops.metrics")
+    board.add(metrics("w1", "2026-01-05T10:00:00Z", {"events": 100}, {"1": {"watermark": "2026-01-05T09:59:59Z", "lag": 4}}))
+    board.add(metrics("w1", "2026-01-05T10:00:10Z", {"events": 300}, {"1": {"watermark": "2026-01-05T10:00:09Z", "lag": 2}}))
+    board.add(metrics("w2", "2026-01-05T10:00:05Z", {"events": 50, "dlq": 3}, {"0": {"lag": 1, "open_sessions": 9}}))
+    d = codec.loads(codec.dumps(board.to_dict(stats.parse_iso_ms("2026-01-05T10:00:20Z"))))  # JSON all the way
+    assert (d["topic"], d["at"], d["records"], d["unreadable"]) == ("ops.metrics", "2026-01-05T10:00:20.000Z", 3, 0)
+    assert [(w["worker"], w["age_s"], w["partitions"], w["lag"]) for w in d["workers"]] == [("w1", 10.0, 1, 2), ("w2", 15.0, 1, 1)]
+    assert d["counters"] == {"dlq": {"total": 3, "rate_per_s": None}, "events": {"total": 350, "rate_per_s": 20.0}}
+    assert d["partitions"] == [
+        {"partition": "0", "worker": "w2", "lag": 1, "open_sessions": 9},
+        {"partition": "1", "worker": "w1", "watermark": "2026-01-05T10:00:09Z", "lag": 2},
+    ]
+
+
+def test_stats_takes_json():
+    assert parser().parse_args(["stats", "--once", "--json"]).json
+    assert not parser().parse_args(["stats", "--once"]).json
+
+
 def test_board_counter_reset_is_not_a_negative_rate():
     board = stats.MetricsBoard()
     board.add(metrics("w", "2026-01-05T10:00:00Z", {"events": 500}))
@@ -468,4 +488,11 @@ def test_stats_once_renders_the_metrics_table(stack, make_topics):
     assert ["decisions", "12", "0.2"] in rows
     assert ["0", "worker-a", "2026-01-05T10:00:08Z", "7", "42"] in rows
     assert ["2", "worker-b", "2026-01-05T10:00:01Z", "3", "-"] in rows
+
+    out = io.StringIO()
+    assert stats.stats(settings, once=True, out=out, as_json=True) == 0
+    (line,) = out.getvalue().splitlines()
+    d = codec.loads(line)
+    assert (len(d["workers"]), d["records"], d["unreadable"]) == (2, 4, 1)
+    assert d["counters"]["events"] == {"total": 1700, "rate_per_s": 50.0}
     assert any(r[:2] == ["worker-a", "2026-01-05T10:00:10.000Z"] and r[-2:] == ["2", "8"] for r in rows)

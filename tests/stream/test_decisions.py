@@ -13,7 +13,7 @@ from intentstream.stream.checks import check_deterministic, check_idempotent
 from intentstream.stream.decisions.decider import Decider, TriggerHit, build_decision
 from intentstream.stream.decisions.contract import REASONS, STATUSES, BehaviourPersona, Decision, action_id
 from intentstream.stream.contract.events import parse_ts
-from intentstream.stream.decisions.fatigue import FatigueLedger, HoldoutDesign, in_holdout
+from intentstream.stream.decisions.fatigue import FatigueLedger, HoldoutDesign
 from intentstream.stream.settings import FatigueSettings
 from intentstream.stream.state.fatigue import DAY_MS, HOUR_MS, Verdict
 from intentstream.stream.state.memory import MemoryLedgerStore

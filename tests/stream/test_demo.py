@@ -10,7 +10,7 @@ def test_demo_runs_the_whole_engine_offline_and_prints_what_happened(tmp_path, c
     for step in ("1. generated", "2. engine", "3.", "4.", "5. planted journeys", "6. outcomes", "UPLIFT pp (ITT)", "7. the strategy policy learning", "*payment_support_contact", "8. persona report", "## Cluster"):
         assert step in out
     decisions = [codec.loads(line) for line in (tmp_path / "decisions.jsonl").read_bytes().splitlines()]
-    assert decisions and {d["status"] for d in decisions} <= {"sent", "deferred", "suppressed", "holdout"}
+    assert decisions and {d["status"] for d in decisions} <= {"sent", "deferred", "suppressed", "holdout", "cancelled"}
     assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
     outcomes = [codec.loads(line) for line in (tmp_path / "outcomes.jsonl").read_bytes().splitlines()]
     assert outcomes and {o["action_id"] for o in outcomes} <= {d["action_id"] for d in decisions}

@@ -32,6 +32,9 @@ which line differ between two revisions on larger traces. History:
   epoch, so segments come in a different order: the *set* of segments is unchanged. Also
   a fix: the active-hours profile missed hours on the same-day fast path, so a cached
   state and a reloaded one could differ (a restart changed a send time).
+* policy epochs of 6 h instead of 1 h (fewer step cuts); a goal that arrived before its
+  decision was made now cancels the held message (``goal_reached``); a reaction to a
+  message is no longer a "*" goal (churn).
 """
 
 from __future__ import annotations
@@ -47,12 +50,12 @@ TRACE = GeneratorConfig(users=300, days=7, seed=3, late_share=0.05, duplicate_sh
 
 EXPECTED = {
     "clickstream": "203b4c80d69f3618ceed0a61c78edf8e159a72e834089655cf6b84516724e886",
-    "segments": "84ccbe6d5282566b1689ca96d025f2589f7d759c10624db0143068d8a7213c74",
-    "actions.push": "2fb9f9f2fe6b5d397d7902de62ac94a015ab1aebb469d72f1e5b4f4d69d694a1",
-    "actions.audit": "367f1e5d47211c251056489042d8fbd84cb4bb508c295dfad4480fa43024c7f2",
-    "actions.email": "04731a1fb3ec6ee105783d5c0e120b6b08e234799016544a62ef1bba2744592a",
-    "actions.in_app": "dcba730fc1da011c0800f92b4fa76e3c968ce95e45d36cfcd2bb955f8d2e2816",
-    "actions.outcomes": "fa61228bafaf1b3611ca38a787fe15c29944a6948fd7aaebf0d523d5105a344c",
+    "segments": "84f9248c8168468860f00cd08a4fc80fd296185d6f989fc935f4bb6faac0d393",
+    "actions.audit": "2aaffff371eafe755d580065b0b2c9e5a456ec50acaa2f1aba8eb2a4b45771f8",
+    "actions.push": "937f8bbc7eb2ec1fd17093ae77e14dc3d1fc09194353baeaca299006cd22f292",
+    "actions.email": "db2c341e772ba9ae5cc067768fac8b396fdb15fb67618670b3465e8c8be51520",
+    "actions.in_app": "d2373ca5907ba26be69f2226aa21962f6a9de67adc062a5e0f774edf49e300cf",
+    "actions.outcomes": "4fdf61b4260946b19b83c2412177fea5310df329c437219b9e44bc4f7486a06e",
     "actions.sms": "374f036612b3994fd997f32102f1a56ebff56c4d72b2c893f4985774368c2041",
     "dead_letter": "97a707077df0c9e3ff34d895f2a1dbf697ff2d335c66114faf4390eec050f189",
 }

@@ -9,7 +9,7 @@ import pytest
 
 from intentstream.stream import codec
 from intentstream.stream.engine.partition import PartitionEngine
-from intentstream.stream.engine.timeline import ACCEPTED, DUPLICATE, LATE, UserTimeline
+from intentstream.stream.engine.timeline import ACCEPTED, DUPLICATE, UserTimeline
 from intentstream.stream.engine.user_state import UserState
 from intentstream.stream.sessions.sessionizer import SessionConfig, horizon, session_id
 from intentstream.stream.state.memory import MemorySessionStore

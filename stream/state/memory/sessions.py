@@ -46,11 +46,11 @@ class DueIndex:
             return
         self._due[user] = due
         k = due // 60000
-        b = self._buckets.get(k)
-        if b is None:
-            b = self._buckets[k] = set()
+        bucket = self._buckets.get(k)
+        if bucket is None:
+            bucket = self._buckets[k] = set()
             bisect.insort(self._keys, k)
-        b.add(user)
+        bucket.add(user)
 
     def until(self, until_ms: int) -> list[str]:
         due, found = self._due, []

@@ -218,14 +218,14 @@ class RedisLedgerStore:
         rs = settings.redis
         return cls(make_client(rs), rs.key_prefix)
 
-    def keys_and_args(self, req: LedgerRequest, limits: Limits) -> tuple[list[str], list[str | int]]:
+    def keys_and_args(self, req: LedgerRequest, limits: Limits) -> tuple[list[str], list[str | int | bytes]]:
         """The script's KEYS and ARGV for one request (see :data:`LEDGER_LUA`)."""
         p, u = self.prefix, req.user_id
         keys = [record_key(p, u, req.action_id), cooldown_key(p, u, req.trigger)]
         keys += [channel_key(p, u, ch) for ch, _ in req.options]
         keys.append(channel_key(p, u, COUPON_CHANNEL))
         keys.append(messages_key(p, u))
-        args: list[str | int] = [
+        args: list[str | int | bytes] = [
             req.now,
             limits.window_ms,
             limits.channel_cap,

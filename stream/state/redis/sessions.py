@@ -38,7 +38,7 @@ Connection failures and timeouts raise :class:`~intentstream.stream.state.StoreU
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -51,6 +51,8 @@ from intentstream.stream.state.redis.fatigue import RedisLedgerStore
 from intentstream.stream.state.sessions import CommitBatch, OutboxEntry, PartitionMeta, StoreUnavailable
 
 T = TypeVar("T")
+# The client's replies are bytes (``make_client`` leaves ``decode_responses`` off); redis-py
+# types a reply as ``bytes | str`` whatever the client, hence the casts of the readers below.
 
 
 def _user_ttl_s(settings: Settings) -> int:
@@ -82,18 +84,18 @@ class RedisSessionStore:
             raise StoreUnavailable(f"redis: {exc}") from exc
 
     def load_partition(self, partition: int) -> PartitionMeta:
-        return PartitionMeta.load(self._call(lambda: self.client.get(keys.partition_meta(self.prefix, partition))))
+        return PartitionMeta.load(self._call(lambda: cast("bytes | None", self.client.get(keys.partition_meta(self.prefix, partition)))))
 
     def load_users(self, partition: int, user_ids: Iterable[str]) -> dict[str, bytes]:
         users = list(user_ids)
         if not users:
             return {}
-        values = self._call(lambda: self.client.mget([keys.user_state(self.prefix, u) for u in users]))
+        values = self._call(lambda: cast("list[bytes | None]", self.client.mget([keys.user_state(self.prefix, u) for u in users])))
         return {u: v for u, v in zip(users, values) if v is not None}
 
     def due_users(self, partition: int, until_ms: int) -> list[str]:
         key = keys.partition_due(self.prefix, partition)
-        members = self._call(lambda: self.client.zrangebyscore(key, "-inf", until_ms))
+        members = self._call(lambda: cast("list[bytes]", self.client.zrangebyscore(key, "-inf", until_ms)))
         return [m.decode() for m in members]
 
     def commit(self, partition: int, batch: CommitBatch) -> None:
@@ -114,7 +116,7 @@ class RedisSessionStore:
         self._call(pipe.execute)
 
     def outbox(self, partition: int) -> list[OutboxEntry]:
-        raw = self._call(lambda: self.client.hgetall(keys.partition_outbox(self.prefix, partition)))
+        raw = self._call(lambda: cast("dict[bytes, bytes]", self.client.hgetall(keys.partition_outbox(self.prefix, partition))))
         return sorted((OutboxEntry.load(v) for v in raw.values()), key=lambda e: e.seq)
 
     def ack_outbox(self, partition: int, ids: Iterable[str], output_offsets: Mapping[tuple[str, int], int] | None = None) -> None:
@@ -125,12 +127,11 @@ class RedisSessionStore:
         if ids:
             pipe.hdel(keys.partition_outbox(self.prefix, partition), *ids)
         if output_offsets:
-            mapping = {f"{t}:{p}": off for (t, p), off in output_offsets.items()}
-            pipe.hset(keys.partition_output_offsets(self.prefix, partition), mapping=mapping)
+            pipe.hset(keys.partition_output_offsets(self.prefix, partition), mapping={f"{t}:{p}": off for (t, p), off in output_offsets.items()})
         self._call(pipe.execute)
 
     def output_offsets(self, partition: int) -> dict[tuple[str, int], int]:
-        raw = self._call(lambda: self.client.hgetall(keys.partition_output_offsets(self.prefix, partition)))
+        raw = self._call(lambda: cast("dict[bytes, bytes]", self.client.hgetall(keys.partition_output_offsets(self.prefix, partition))))
         out = {}
         for k, v in raw.items():
             topic, _, p = k.decode().rpartition(":")
@@ -140,7 +141,7 @@ class RedisSessionStore:
     # -- introspection for tests and benchmarks --
 
     def user_bytes(self, user_id: str) -> bytes | None:
-        return self._call(lambda: self.client.get(keys.user_state(self.prefix, user_id)))
+        return self._call(lambda: cast("bytes | None", self.client.get(keys.user_state(self.prefix, user_id))))
 
     def memory_usage(self, user_id: str) -> int | None:
         """``MEMORY USAGE`` of the user's state key (bytes, with Redis's overhead)."""
