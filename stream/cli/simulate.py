@@ -3,7 +3,8 @@ the messages they get (:mod:`intentstream.stream.simulate`).
 
 Writes, into ``--out-dir``: ``clickstream.jsonl`` (every event the users produced,
 their reactions included, in event-time order), ``decisions.jsonl`` (the
-``actions.audit`` records), ``outcomes.jsonl`` (the ``actions.outcomes`` records) and
+``actions.audit`` records), ``outcomes.jsonl`` (the ``actions.outcomes`` records),
+``alerts.jsonl`` (the engine's own ``ops.alerts`` records: the ROI guard) and
 ``truth.json`` (the planted world and the true effects on the treated); prints a summary
 with each trigger's measured uplift per send beside its true value. The same arguments
 give byte-identical files.
@@ -25,7 +26,7 @@ from intentstream.stream.simulate.loop import SimulationResult, simulate
 from intentstream.stream.simulate.truth import build_truth
 from intentstream.stream.simulate.world import WorldError, engine_settings, load_world
 
-FILES = ("clickstream.jsonl", "decisions.jsonl", "outcomes.jsonl", "truth.json")
+FILES = ("clickstream.jsonl", "decisions.jsonl", "outcomes.jsonl", "alerts.jsonl", "truth.json")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "clickstream.jsonl").write_bytes(b"".join(res.clickstream))
     (out / "decisions.jsonl").write_bytes(b"".join(res.decisions))
     (out / "outcomes.jsonl").write_bytes(b"".join(res.outcomes))
+    (out / "alerts.jsonl").write_bytes(b"".join(res.alerts))
     (out / "truth.json").write_bytes(codec.dumps_line(truth))
     trig, zero = checks(truth, outcomes, min_per_arm=settings.outcomes.min_per_arm, confidence=settings.outcomes.confidence)
     sys.stdout.write(summary(res, truth, trig, zero, elapsed, settings.outcomes.confidence, out))

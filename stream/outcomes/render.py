@@ -121,7 +121,7 @@ def header(table: UpliftTable) -> str:
 
 def _dims(table: UpliftTable) -> list[str]:
     """The dimensions some row cuts by (the others would be a column of ``*``)."""
-    return [d for d in DIMENSIONS if any(r.key[d] != ALL for r in table.rows)] or ["trigger"]
+    return [d for d in DIMENSIONS if any(r.key.get(d, ALL) != ALL for r in table.rows)] or ["trigger"]
 
 
 def _cells(row: UpliftRow, dims: list[str]) -> tuple[list[str], list[str] | None]:
@@ -142,7 +142,7 @@ def _cells(row: UpliftRow, dims: list[str]) -> tuple[list[str], list[str] | None
 
 
 def _level(row: UpliftRow) -> tuple[str, ...]:
-    return tuple(d for d in DIMENSIONS if row.key[d] != ALL)
+    return tuple(d for d in DIMENSIONS if row.key.get(d, ALL) != ALL)
 
 
 def render_text(table: UpliftTable) -> str:

@@ -54,7 +54,7 @@ from intentstream.stream.settings import default_settings
 __all__ = ["ALL", "DEFAULT_LEVELS", "DIMENSIONS", "Interval", "UpliftRow", "UpliftTable", "dimension_values", "lookup", "summarize"]
 
 #: The dimensions a table can be cut by, in key order.
-DIMENSIONS: Final = ("trigger", "strategy", "channel", "persona")
+DIMENSIONS: Final = ("trigger", "strategy", "channel", "persona", "mode")
 
 #: The key value of a dimension a row does not cut by ("all").
 ALL: Final = "*"
@@ -144,19 +144,24 @@ class UpliftTable:
 def dimension_values(rec: Mapping[str, Any], persona_of: Callable[[Mapping[str, Any]], str] | None = None) -> dict[str, str]:
     """A record's value of every dimension: ``strategy`` is the strategy key,
     ``channel`` the channel or ``none``, ``persona`` the behaviour persona's cluster id
-    or ``unknown`` (or ``persona_of(rec)`` when given).
+    or ``unknown`` (or ``persona_of(rec)`` when given), ``mode`` how the strategy policy
+    chose the arm (``explore``, ``exploit``, ``retest``, ``rule``; ``none`` without the
+    policy) — both arms of the holdout carry it, so explored and exploited traffic each
+    get their own uplift.
 
     >>> dimension_values({"trigger": "t", "strategy": {"key": "s"}, "channel": None, "persona": None})
-    {'trigger': 't', 'strategy': 's', 'channel': 'none', 'persona': 'unknown'}
+    {'trigger': 't', 'strategy': 's', 'channel': 'none', 'persona': 'unknown', 'mode': 'none'}
     """
     strategy = rec.get("strategy")
     persona = rec.get("persona")
+    policy = strategy.get("policy") if isinstance(strategy, Mapping) else None
     return {
         "trigger": str(rec["trigger"]),
         "strategy": str(strategy.get("key") or "none") if isinstance(strategy, Mapping) else "none",
         "channel": str(rec.get("channel") or "none"),
         "persona": persona_of(rec) if persona_of is not None else
         str(persona.get("cluster_id") or "unknown") if isinstance(persona, Mapping) else "unknown",
+        "mode": str(policy.get("mode") or "none") if isinstance(policy, Mapping) else "none",
     }  # fmt: skip
 
 
@@ -320,7 +325,7 @@ def lookup(table: UpliftTable, trigger: str, strategy: str, channel: str, person
     >>> [r.enough for r in t.rows]
     [True, True, True]
     >>> lookup(t, "t", "s", "push", "p").key["persona"], lookup(t, "t", "s", "push", "q").key
-    ('p', {'trigger': 't', 'strategy': 's', 'channel': 'push', 'persona': '*'})
+    ('p', {'trigger': 't', 'strategy': 's', 'channel': 'push', 'persona': '*', 'mode': '*'})
     >>> lookup(t, "other", "s", "push", "p") is None
     True
     """

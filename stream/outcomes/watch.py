@@ -38,7 +38,7 @@ from intentstream.stream.outcomes.attribution import AttributionRules
 from intentstream.stream.outcomes.record import ActionOutcome
 
 # Stored entry: a list, by position (compact in the user's record).
-TRIGGER, KEY, GROUP, CHANNEL, STATUS, REASON, EXPERIMENT, ARM, PERSONA, DECIDED, SENT, END, CLOSE, FLAGS, CONVERTED = range(15)
+TRIGGER, KEY, GROUP, CHANNEL, STATUS, REASON, EXPERIMENT, ARM, PERSONA, DECIDED, SENT, END, CLOSE, FLAGS, CONVERTED, MODE = range(16)
 OPENED, CLICKED, DISMISSED, CORRECTED = 1, 2, 4, 8
 _FEEDBACK = {"message_open": OPENED, "message_click": CLICKED, "message_dismiss": DISMISSED}
 _NEVER = 1 << 62
@@ -68,11 +68,15 @@ class OutcomeWatch:
         exp = d.experiment or {}
         end = d.decided_at + rules.window_ms(d.trigger)
         close = end + rules.grace
-        self.entries[d.action_id] = [
+        entry = [
             d.trigger, st.get("key"), st.get("group"), d.channel, d.status, d.reason, exp.get("id"), exp.get("arm"),
             (d.persona or {}).get("cluster_id"), d.decided_at, d.delivery_at if d.status == "sent" else None,
             end, close, 0, None,
         ]  # fmt: skip
+        policy = st.get("policy")
+        if policy:  # how the strategy policy chose the arm: uplift by mode (one more item)
+            entry.append(policy.get("mode"))
+        self.entries[d.action_id] = entry
         if close < self.due:
             self.due = close
 
@@ -127,7 +131,8 @@ class OutcomeWatch:
             stage, _, activity = str(cid).partition("/")
             persona = BehaviourPersona.of(stage, activity).to_dict()
         return ActionOutcome(
-            action_id=aid, user_id=user_id, trigger=trigger, strategy={"key": e[KEY], "group": e[GROUP]},
+            action_id=aid, user_id=user_id, trigger=trigger,
+            strategy={"key": e[KEY], "group": e[GROUP], "policy": {"mode": e[MODE]}} if len(e) > MODE else {"key": e[KEY], "group": e[GROUP]},
             channel=e[CHANNEL], status=e[STATUS], reason=e[REASON], experiment={"id": e[EXPERIMENT], "arm": e[ARM]},
             persona=persona, decided_at=e[DECIDED], sent_at=e[SENT], window_end=e[END],
             goals=tuple(rules.goals_of(trigger)), opened=bool(flags & OPENED), clicked=bool(flags & CLICKED),

@@ -92,7 +92,7 @@ def test_one_outcome_per_decision_with_its_final_status(messy):
     for o in outcomes:
         d = decisions[o["action_id"]]
         assert o["status"] == final[o["action_id"]] and o["experiment"] == d["experiment"]
-        assert o["strategy"] == {"key": d["strategy"]["key"], "group": d["strategy"]["group"]}
+        assert o["strategy"] == {"key": d["strategy"]["key"], "group": d["strategy"]["group"], "policy": {"mode": d["strategy"]["policy"]["mode"]}}
         assert o["persona"] == d["persona"] and o["channel"] == (d["channel"] if o["status"] == d["status"] else o["channel"])
         assert (o["sent_at"] is not None) == (o["status"] == "sent")
     statuses = Counter(o["status"] for o in outcomes)

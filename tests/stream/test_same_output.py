@@ -34,7 +34,8 @@ which line differ between two revisions on larger traces. History:
   state and a reloaded one could differ (a restart changed a send time).
 * policy epochs of 6 h instead of 1 h (fewer step cuts); a goal that arrived before its
   decision was made now cancels the held message (``goal_reached``); a reaction to a
-  message is no longer a "*" goal (churn).
+  message is no longer a "*" goal (churn). Outcome records carry the policy's mode
+  (``strategy.policy.mode``) for ``uplift --by trigger,mode``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ EXPECTED = {
     "actions.push": "937f8bbc7eb2ec1fd17093ae77e14dc3d1fc09194353baeaca299006cd22f292",
     "actions.email": "db2c341e772ba9ae5cc067768fac8b396fdb15fb67618670b3465e8c8be51520",
     "actions.in_app": "d2373ca5907ba26be69f2226aa21962f6a9de67adc062a5e0f774edf49e300cf",
-    "actions.outcomes": "4fdf61b4260946b19b83c2412177fea5310df329c437219b9e44bc4f7486a06e",
+    "actions.outcomes": "a68a4396867aeb2321bb1af7e3bbe6abb03ed5a06729fcfb582a604d3c2a51e7",
     "actions.sms": "374f036612b3994fd997f32102f1a56ebff56c4d72b2c893f4985774368c2041",
     "dead_letter": "97a707077df0c9e3ff34d895f2a1dbf697ff2d335c66114faf4390eec050f189",
 }

@@ -20,7 +20,7 @@ from intentstream.stream.simulate.world import WorldError, engine_settings, load
 #: The calibration's fixed seeds and world size (about 2 s of CPU per seed).
 SEEDS = tuple(range(1, 11))
 USERS, DAYS = 400, 14
-FILES = ("clickstream.jsonl", "decisions.jsonl", "outcomes.jsonl", "truth.json")
+FILES = ("clickstream.jsonl", "decisions.jsonl", "outcomes.jsonl", "alerts.jsonl", "truth.json")
 
 
 def _simulate(out, seed: int, users: int = 60, days: int = 8, *extra: str) -> None:

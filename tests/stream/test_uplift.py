@@ -256,7 +256,7 @@ def test_lookup_takes_the_finest_row_with_enough_data():
     fine = lookup(table, "cart_abandoned", "cart_reminder_coupon", "push", "a")
     assert fine.key["persona"] == "a" and fine.treatment == 100
     coarse = lookup(table, "cart_abandoned", "cart_reminder_coupon", "push", "b")  # b is too small: falls back
-    assert coarse.key == {"trigger": "cart_abandoned", "strategy": "cart_reminder_coupon", "channel": "push", "persona": "*"}
+    assert coarse.key == {"trigger": "cart_abandoned", "strategy": "cart_reminder_coupon", "channel": "push", "persona": "*", "mode": "*"}
     assert coarse.treatment == 120
     assert lookup(table, "cart_abandoned", "other_strategy", "push", "a").key["strategy"] == "*"
     assert lookup(table, "kyc_stalled", "x", "push", "a") is None
@@ -398,3 +398,15 @@ def test_command_reads_the_whole_outcomes_topic(stack, make_topics, monkeypatch,
     monkeypatch.setenv("INTENTSTREAM_TOPICS__OUTCOMES", topic + ".missing")
     assert main(["uplift", "--from-topic"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_explored_and_exploited_traffic_get_their_own_uplift():
+    """Both arms of the holdout carry the strategy policy's mode: ``--by trigger,mode``."""
+    recs = []
+    for mode, conv in (("explore", 5), ("exploit", 20)):
+        for r in arms(conv, 100, 5, 100):
+            r["strategy"] = {**r["strategy"], "policy": {"arm": r["strategy"]["key"], "mode": mode, "estimate": None, "sends": 0}}
+            recs.append(r)
+    table = summarize(recs, levels=(("trigger", "mode"),), min_per_arm=30)
+    by_mode = {r.key["mode"]: r for r in table.rows}
+    assert set(by_mode) == {"explore", "exploit"} and by_mode["exploit"].uplift_abs.estimate > by_mode["explore"].uplift_abs.estimate
