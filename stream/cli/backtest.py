@@ -99,7 +99,7 @@ def replay(args: argparse.Namespace, settings: Settings, name: str) -> list[Fina
     runner.source = args.file
     audit_topic = settings.topics.audit
     started = time.perf_counter()
-    with open_input(args.file, args.sort) as lines:
+    with open_input(args.file, args.sort, progress="backtest: ") as lines:
         audit = [codec.loads(payload) for topic, payload in runner.run(lines) if topic == audit_topic]
     print(f"{name}: ", end="", file=sys.stderr)
     summary(runner, time.perf_counter() - started)

@@ -21,11 +21,13 @@ to a dead-letter file; :func:`summary` prints the counts on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from intentstream.stream.cli.progress import Progress
 from intentstream.stream.cli.sort_by_time import sort_by_time
 from intentstream.stream.contract.dead_letter import iter_lines
 from intentstream.stream.contract.events import Event, Rejection, parse_event
@@ -60,10 +62,28 @@ def read_lines(fh: BinaryIO, sort: bool) -> Iterator[Iterator[tuple[int, bytes]]
 
 
 @contextmanager
-def open_input(path: str, sort: bool) -> Iterator[Iterator[tuple[int, bytes]]]:
-    """:func:`read_lines` of ``path`` (``-``: standard input); OSError if it cannot be opened."""
+def open_input(path: str, sort: bool, progress: str | None = None) -> Iterator[Iterator[tuple[int, bytes]]]:
+    """:func:`read_lines` of ``path`` (``-``: standard input); OSError if it cannot be opened.
+    ``progress``: a label for a progress line on stderr as the lines are consumed (with
+    the share of the file read, when it is a file and not sorted first)."""
     with sys.stdin.buffer if path == "-" else open(path, "rb") as fh, read_lines(fh, sort) as lines:
-        yield lines
+        if progress is None:
+            yield lines
+            return
+        size = os.fstat(fh.fileno()).st_size if path != "-" and not sort else None
+        yield with_progress(lines, Progress(sys.stderr, label=progress, unit="lines", total_bytes=size or None))
+
+
+def with_progress(lines: Iterable[tuple[int, bytes]], progress: Progress) -> Iterator[tuple[int, bytes]]:
+    """``lines`` unchanged, counted on ``progress`` (looked at every 1,024 lines: cheap)."""
+    n = nbytes = 0
+    for item in lines:
+        n += 1
+        nbytes += len(item[1]) + 1
+        if not n & 1023:
+            progress.update(n, nbytes)
+        yield item
+    progress.finish()
 
 
 def offline_runner(
@@ -110,7 +130,7 @@ def drive(
     caller's tallies). Shared by ``segments`` and ``replay --offline``. Raises OSError
     when the input cannot be opened."""
     runner.source = args.file
-    with open_input(args.file, args.sort) as lines:
+    with open_input(args.file, args.sort, progress=f"{args.command}: ") as lines:
         extra = {topic: open(path, "wb") for topic, path in (also or {}).items()}
         out: BinaryIO = sys.stdout.buffer if args.out in (None, "-") else open(args.out, "wb")
         runner.dead_letter = open(args.dead_letter, "wb") if args.dead_letter else None

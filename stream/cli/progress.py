@@ -1,5 +1,6 @@
-"""The progress line a long command (``replay --to-kafka``, ``--sort``) keeps up to date
-on standard error: redrawn on a terminal, a line every few seconds otherwise."""
+"""The progress line a long command (``replay --to-kafka``, ``--sort``, the offline file
+commands as they read their input) keeps up to date on standard error: redrawn on a
+terminal, a line every few seconds otherwise."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class Progress:
     >>> import io
     >>> Progress(io.StringIO(), clock=lambda: 2.0, label="sort: ", unit="lines", total=40).text(10, 2048, 4.0)
     'sort: 10 of 40 lines (25%)  5 lines/s  2.0 KiB  2.0s'
+    >>> Progress(io.StringIO(), clock=lambda: 0.0, label="read: ", unit="lines", total_bytes=8192).text(10, 2048, 2.0)
+    'read: 10 lines  5 lines/s  2.0 KiB of 8.0 KiB (25%)  2.0s'
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class Progress:
         label: str = "",
         unit: str = "events",
         total: int | None = None,
+        total_bytes: int | None = None,
     ) -> None:
         self.stream = stream
         self.clock = clock
@@ -51,7 +55,7 @@ class Progress:
         self.started = clock()
         self.last = self.started
         self.drawn = False
-        self.label, self.unit, self.total = label, unit, total
+        self.label, self.unit, self.total, self.total_bytes = label, unit, total, total_bytes
 
     def text(self, events: int, nbytes: int, now: float) -> str:
         elapsed = max(now - self.started, 1e-9)
@@ -60,7 +64,10 @@ class Progress:
             count += f" of {self.total:,} {self.unit} ({events / self.total:.0%})"
         else:
             count += f" {self.unit}"
-        return f"{self.label}{count}  {events / elapsed:,.0f} {self.unit}/s  {human_bytes(nbytes)}  {elapsed:.1f}s"
+        size = human_bytes(nbytes)
+        if self.total_bytes:
+            size += f" of {human_bytes(self.total_bytes)} ({min(nbytes / self.total_bytes, 1.0):.0%})"
+        return f"{self.label}{count}  {events / elapsed:,.0f} {self.unit}/s  {size}  {elapsed:.1f}s"
 
     def update(self, events: int, nbytes: int) -> None:
         """Show the counts if the last line is old enough; cheap otherwise."""

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             # opened first: a missing outcomes file fails before the model is learned
             outcome_lines = stack.enter_context(open_input(args.outcomes, sort=False)) if args.outcomes else None
             if args.input:
-                with open_input(args.input, args.sort) as lines:
+                with open_input(args.input, args.sort, progress="report: ") as lines:
                     model = learn(segments_from_clickstream(lines, settings, offline_runner(args, settings)), settings.personas)
             elif args.segments:
                 with open_input(args.segments, sort=False) as lines:

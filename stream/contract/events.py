@@ -207,13 +207,17 @@ def parse_ts(value: Any) -> int | Rejection:
     if type(value) is int:
         ms = value
     elif type(value) is str:
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            return Rejection("bad_ts", value[:50])
-        if dt.tzinfo is None or dt.utcoffset() is None:
-            return Rejection("bad_ts", f"no UTC offset: {value[:50]}")
-        ms = _epoch_ms(dt)
+        fast = _utc_millis(value)
+        if fast is not None:
+            ms = fast
+        else:
+            try:
+                dt = datetime.fromisoformat(value)
+            except ValueError:
+                return Rejection("bad_ts", value[:50])
+            if dt.tzinfo is None or dt.utcoffset() is None:
+                return Rejection("bad_ts", f"no UTC offset: {value[:50]}")
+            ms = _epoch_ms(dt)
     else:  # floats, bools, objects: epoch must be an integer count of milliseconds
         return Rejection("bad_ts", f"{type(value).__name__} {str(value)[:40]}")
     if not MIN_TS_MS <= ms <= MAX_TS_MS:
@@ -235,6 +239,52 @@ def record_ts(value: Any) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DAY_MS: dict[str, int] = {}  # "YYYY-MM-DD" -> epoch ms of its UTC midnight (valid dates only)
+
+
+def _utc_millis(value: str) -> int | None:
+    """The common forms, ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (what :func:`format_ts` writes and
+    most producers send) and ``YYYY-MM-DDTHH:MM:SSZ``, without ``datetime``: epoch ms, or
+    None for any other form (the caller then parses it in full). Same result as the full
+    parse for every input it accepts.
+
+    >>> _utc_millis("2026-01-05T10:00:00.000Z"), _utc_millis("2026-01-05T10:00:00Z")
+    (1767607200000, 1767607200000)
+    >>> _utc_millis("2026-02-30T10:00:00.000Z"), _utc_millis("2026-01-05T24:00:00.000Z"), _utc_millis("2026-01-05T10:00:00+00:00")
+    (None, None, None)
+    """
+    n = len(value)
+    if n == 24:
+        if value[23] != "Z" or value[19] != ".":
+            return None
+        frac = value[20:23]
+    elif n == 20:
+        if value[19] != "Z":
+            return None
+        frac = "000"
+    else:
+        return None
+    if value[10] != "T" or value[13] != ":" or value[16] != ":":
+        return None
+    digits = value[11:13] + value[14:16] + value[17:19] + frac
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    h, m, sec = int(value[11:13]), int(value[14:16]), int(value[17:19])
+    if h > 23 or m > 59 or sec > 59:
+        return None
+    date = value[:10]
+    day = _DAY_MS.get(date)
+    if day is None:
+        if not (date[:4].isdigit() and date[4] == "-" and date[5:7].isdigit() and date[7] == "-" and date[8:].isdigit() and date.isascii()):
+            return None
+        try:
+            day = _epoch_ms(datetime.fromisoformat(date).replace(tzinfo=timezone.utc))
+        except ValueError:
+            return None
+        if len(_DAY_MS) > 100_000:  # bounded: about 270 years of distinct dates
+            _DAY_MS.clear()
+        _DAY_MS[date] = day
+    return day + ((h * 60 + m) * 60 + sec) * 1000 + int(frac)
 
 
 def _epoch_ms(dt: datetime) -> int:

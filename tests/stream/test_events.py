@@ -193,3 +193,36 @@ def test_schema_file_matches_the_contract():
     }
     assert set(schema["properties"]["channel"]["enum"]) == {"app", "web", "mini_program"}
     assert set(schema["properties"]["type"]["examples"]) == CANONICAL_TYPES
+
+
+def test_the_fast_path_for_common_utc_timestamps_agrees_with_the_full_parse():
+    """Every string the fast path accepts gives the full parse's result, and every string
+    it refuses is then parsed in full: random valid times in both common forms, each also
+    with one character replaced."""
+    import random
+    from datetime import datetime, timezone
+
+    from intentstream.stream.contract.events import MAX_TS_MS, MIN_TS_MS, Rejection, _epoch_ms, _utc_millis
+
+    def full(v: str):
+        try:
+            dt = datetime.fromisoformat(v)
+        except ValueError:
+            return None
+        return _epoch_ms(dt) if dt.tzinfo is not None and dt.utcoffset() is not None else None
+
+    rng = random.Random(7)
+    accepted = 0
+    for _ in range(20_000):
+        t = rng.randrange(946684800000, 3786912000000)  # 2000-2090: inside the accepted range
+        v = datetime.fromtimestamp(t / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + (f".{t % 1000:03d}Z" if rng.random() < 0.5 else "Z")
+        for s in (v, v[: (j := rng.randrange(len(v)))] + rng.choice("0123456789:-TZ.+ x١") + v[j + 1 :]):
+            fast = _utc_millis(s)
+            if fast is not None:
+                accepted += 1
+                assert fast == full(s), s
+            ts, want = parse_ts(s), full(s)
+            if want is not None and not MIN_TS_MS <= want <= MAX_TS_MS:
+                want = None  # out of the accepted range: refused either way
+            assert (ts if not isinstance(ts, Rejection) else None) == want, s
+    assert accepted > 20_000
