@@ -541,3 +541,29 @@ def test_prometheus_scrapes_a_worker_and_fires_the_dead_letter_rule(stack, prom_
                 proc.wait(10)
         with contextlib.suppress(Exception):
             kafka_admin.delete_topics(list(topics.values()), timeout_ms=10000)
+
+
+def test_rule_thresholds_are_the_ops_defaults():
+    """The Prometheus rules copy the worker's own alert thresholds (``[ops]`` in
+    config/default.toml, one definition): a changed default without the rule fails here."""
+    from intentstream.stream.settings import default_settings
+
+    ops = default_settings().ops
+    text = (ROOT / "config" / "prometheus" / "alerts.yml").read_text()
+    blocks = {}
+    for block in text.split("- alert: ")[1:]:
+        code = re.search(r"ops_alert: (\w+)", block)
+        if code:
+            blocks[code.group(1)] = block.split("for:")[0]  # the comment and the expression
+
+    def num(x: float) -> str:
+        return f"{x:g}"
+
+    expected = {
+        "dlq_rate": [f"> {num(ops.dlq_rate_alert)}", f">= {num(ops.dlq_min_volume)}"],
+        "decision_volume_jump": [f"> {num(ops.volume_jump_factor)} *", f">= {num(ops.volume_min_count)}"],
+        "late_share_spike": [f"> {num(ops.late_share_alert)}", f">= {num(ops.late_share_min_events)}"],
+    }
+    for code, needles in expected.items():
+        for needle in needles:
+            assert needle in blocks[code], (code, needle)

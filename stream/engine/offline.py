@@ -2,7 +2,8 @@
 the same end-of-input rule, so its outputs equal what the worker publishes.
 
 The same :class:`~intentstream.stream.engine.partition.PartitionEngine` with the
-in-memory store, one engine per simulated partition. Each valid line goes to the
+in-memory store (:class:`~intentstream.stream.state.memory.sessions.OfflineSessionStore`,
+which keeps the engine's state objects rather than serialising every step), one engine per simulated partition. Each valid line goes to the
 partition Kafka's default partitioner gives its key, ``user_id``
 (:func:`intentstream.stream.engine.partitioning.partition_for`); offsets are
 per-partition line counters; events reach their engine in file order, in batches of
@@ -42,7 +43,7 @@ from intentstream.stream.ingest.mapping import SKIPPED
 from intentstream.stream.engine.partitioning import partition_for
 from intentstream.stream.engine.watermark import idle_adoptions
 from intentstream.stream.settings import Settings, default_settings
-from intentstream.stream.state.memory import MemorySessionStore
+from intentstream.stream.state.memory import OfflineSessionStore
 from intentstream.stream.contract.dead_letter import dead_letter_record
 
 
@@ -62,7 +63,7 @@ class OfflineRunner:
         self.settings = settings or default_settings()
         self.partitions = partitions or self.settings.topics.partitions
         self.batch_size = batch_size or self.settings.sessions.batch_size
-        self.store = MemorySessionStore()
+        self.store = OfflineSessionStore()
         self.engines = [PartitionEngine(self.store, p, self.settings) for p in range(self.partitions)]
         self.counters: Counter[str] = Counter()
         self.invalid: Counter[str] = Counter()

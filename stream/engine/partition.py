@@ -421,7 +421,13 @@ class PartitionEngine:
         # an index a partial write left behind, see intentstream.stream.state.redis.sessions)
         reread = set(missing)
         changed = {u: d for u, d in dues.items() if d != old_dues[u] or u in reread}
-        store.commit(p, CommitBatch(new_meta, {u: states[u].dump(cfg) for u in sorted(touched)}, changed, entries))
+        if store.holds_states:  # the objects themselves (the dedup log pruned as a dump would)
+            for u in touched:
+                states[u].prune_log(cfg)
+            users: dict[str, Any] = {u: states[u] for u in sorted(touched)}
+        else:
+            users = {u: states[u].dump(cfg) for u in sorted(touched)}
+        store.commit(p, CommitBatch(new_meta, users, changed, entries))
         self._meta = new_meta
         if self.cache_users > 0:
             for u in touched:  # most recently used last; evict the oldest
@@ -430,7 +436,10 @@ class PartitionEngine:
             for u in reread - touched:
                 cache[u] = (states[u], dues[u])
             while len(cache) > self.cache_users:
-                del cache[next(iter(cache))]
+                u = next(iter(cache))
+                del cache[u]
+                if store.holds_states:
+                    store.freeze(u)  # type: ignore[attr-defined]  # OfflineSessionStore
         res.segments = segments
         res.outbox = entries
         res.watermark, res.offset = wm, hi

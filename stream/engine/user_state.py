@@ -44,11 +44,16 @@ class UserState(SessionState):
         self.outs = OutcomeWatch()
 
     def dump(self, cfg: SessionConfig) -> bytes:
+        self.prune_log(cfg)
+        return self.dump_pruned()
+
+    def dump_pruned(self) -> bytes:
+        """The stored bytes of a state whose dedup log was pruned at its last commit."""
         if self.outs:
             tail = [self.acts.to_list() if self.acts else 0, self.outs.to_list()]
         else:
             tail = [self.acts.to_list()] if self.acts else []
-        return codec.dumps([STATE_VERSION, self.hi, *self.dump_fields(cfg), self.trig.to_dict() or 0, *tail])
+        return codec.dumps([STATE_VERSION, self.hi, *self.stored_fields(), self.trig.to_dict() or 0, *tail])
 
     @classmethod
     def load(cls, user_id: str, data: bytes) -> UserState:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from html import escape
 
 from intentstream.stream.explain.story import Explanation
-from intentstream.stream.explain.text import header, on_clock, timeline
+from intentstream.stream.explain.text import header, live_lines, on_clock, timeline
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:70rem;color:#1d2430;padding:0 1rem}
@@ -58,6 +58,11 @@ def render_html(ex: Explanation) -> str:
             cell += '<table class="checks">' + "".join(f"<tr><th>{escape(label)}</th><td>{_mark(text)}</td></tr>" for label, text in rows) + "</table>"
         out.append(f'<tr class="k{kind}"><td class="t">{t:%H:%M}</td><td class="x">{cell}</td></tr>')
     if day is not None:
+        out.append("</table>")
+    head, rows = live_lines(ex)
+    if head:
+        out += [f"<h2>{escape(head)}</h2>", '<table class="checks">']
+        out += [f"<tr><th>{escape(label)}</th><td>{_mark(text)}</td></tr>" for label, text in rows]
         out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from intentstream.stream.contract.events import Event, format_ts, record_ts
 from intentstream.stream.explain.checks import DecisionChecks, check_decisions
 from intentstream.stream.explain.timers import TimerNote, timer_history
 from intentstream.stream.explain.trace import UserTrace
 from intentstream.stream.settings import Settings, default_settings
+
+if TYPE_CHECKING:
+    from intentstream.stream.explain.live import LiveState
 
 #: A run of at least this many consecutive events of one of these types is one line.
 COLLAPSE_TYPES = frozenset({"page_view", "click", "search", "app_open"})
@@ -97,7 +100,8 @@ def event_lines(events: Sequence[Event]) -> list[EventLine]:
 @dataclass(frozen=True)
 class Explanation:
     """Everything known of one user, ready to render (see the module docstring).
-    ``tz``: the user's latest time zone (times are shown on their clock)."""
+    ``tz``: the user's latest time zone (times are shown on their clock); ``live``: the
+    user's state in Redis now (live mode only)."""
 
     user_id: str
     source: str
@@ -109,9 +113,10 @@ class Explanation:
     timers: list[TimerNote]
     decisions: list[DecisionChecks]
     settings: dict[str, Any]
+    live: LiveState | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "user_id": self.user_id,
             "source": self.source,
             "tz": self.tz,
@@ -123,6 +128,9 @@ class Explanation:
             "decisions": [d.to_dict() for d in self.decisions],
             "settings": self.settings,
         }
+        if self.live is not None:
+            out["now"] = self.live.to_dict()
+        return out
 
 
 def _times(n: TimerNote) -> dict[str, Any]:
@@ -155,4 +163,5 @@ def explain(trace: UserTrace, settings: Settings | None = None) -> Explanation:
             "cooldown_s": fs.cooldown_s, "quiet_hours": f"{fs.quiet_start}-{fs.quiet_end}", "quiet_channels": list(fs.quiet_channels),
             "holdout_share": fs.holdout_share, "policy": settings.policy.enabled, "partitions": settings.topics.partitions,
         },  # fmt: skip
+        live=trace.live,
     )

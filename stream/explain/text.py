@@ -206,6 +206,31 @@ def header(ex: Explanation) -> list[str]:
     ]
 
 
+def live_lines(ex: Explanation) -> tuple[str, list[tuple[str, str]]]:
+    """Live mode's "now" block: the headline and (label, text) rows of the user's state in
+    Redis — pending timers, held messages, cap counters and cooldowns at the partition's
+    watermark (empty without live state)."""
+    st = ex.live
+    if st is None:
+        return "", []
+    tz = ex.tz
+    at = "no watermark yet" if st.at is None else f"watermark {when(st.at, tz)}"
+    head = f"NOW in Redis: partition {st.partition}, {at}" + ("" if st.found else "; no engine record for the user (new, or expired)")
+    ref = st.at
+    rows: list[tuple[str, str]] = [
+        ("timers", "; ".join(f"{t} due {when(d, tz, ref)}" + (" (stale)" if s else "") for t, d, s in st.timers) or "none pending"),
+        ("held", "; ".join(f"{a} {t} on {c or '-'} at {when(s, tz, ref)}" for a, t, c, s in st.held) or "nothing held for later"),
+        ("channels", "; ".join(_count(c) for c in st.counts if c.scope != "all channels")),
+    ]
+    glob = [c for c in st.counts if c.scope == "all channels"]
+    if glob:
+        rows.append(("global caps", "; ".join(_count(c) for c in glob)))
+    rows.append(("cooldowns", "; ".join(f"{t} since {when(s, tz, ref)}, until {when(u, tz, ref)}" for t, s, u in st.cooldowns) or "none running"))
+    rows.append(("outcomes", f"{st.watching} attribution window(s) open"))
+    rows.append(("input", f"clickstream offset {st.applied} applied last" if st.applied >= 0 else "no clickstream offset applied"))
+    return head, rows
+
+
 def render_text(ex: Explanation) -> str:
     """The whole explanation as text."""
     first, *rest = header(ex)
@@ -218,4 +243,8 @@ def render_text(ex: Explanation) -> str:
             out += ["", f"{t:%Y-%m-%d %a}"]
         out.append(f"  {t:%H:%M}  {head}")
         out += [f"             {label:<{LABEL}} {text}".rstrip() for label, text in rows]
+    head, rows = live_lines(ex)
+    if head:
+        out += ["", head]
+        out += [f"  {label:<{LABEL}} {text}".rstrip() for label, text in rows]
     return "\n".join(out) + "\n"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from intentstream.stream import codec
 from intentstream.stream.contract.events import Event
@@ -29,12 +29,15 @@ from intentstream.stream.engine.offline import OfflineRunner
 from intentstream.stream.ingest.input_formats import parser_for
 from intentstream.stream.settings import Settings, default_settings
 
+if TYPE_CHECKING:
+    from intentstream.stream.explain.live import LiveState
+
 
 @dataclass
 class UserTrace:
     """``events``: the user's valid events in arrival (file / offset) order; ``segments``,
     ``audit`` and ``outcomes``: the engine's records about the user (as published, in
-    publication order)."""
+    publication order); ``live``: the user's state in Redis now (live mode only)."""
 
     user_id: str
     events: list[Event] = field(default_factory=list)
@@ -43,11 +46,12 @@ class UserTrace:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     #: where it came from (a file name, or ``live``)
     source: str = "-"
+    live: LiveState | None = None
 
     @property
     def known(self) -> bool:
         """Whether anything at all is known of the user."""
-        return bool(self.events or self.audit or self.outcomes or self.segments)
+        return bool(self.events or self.audit or self.outcomes or self.segments or (self.live is not None and self.live.found))
 
     def add_output(self, topic: str, record: dict[str, Any], settings: Settings) -> None:
         """Keep one published record (already known to be the user's) by its topic."""

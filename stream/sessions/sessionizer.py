@@ -215,6 +215,12 @@ class SessionState:
         """The stored form, as list items ``[mx, profile, log, buf, session, late run]``.
         Prunes the dedup log by event time first (in place: what is stored is what the
         next step starts from)."""
+        self.prune_log(cfg)
+        return self.stored_fields()
+
+    def prune_log(self, cfg: SessionConfig) -> None:
+        """Drop the dedup log's entries older than ``dedup_ttl`` before the user's newest
+        event (in place; done at every commit, whether the state is serialised or not)."""
         log = self.log
         if log:
             now = self.mx // 60000
@@ -224,6 +230,10 @@ class SessionState:
                 i += 8
             if i:
                 del log[:i]
+
+    def stored_fields(self) -> list[Any]:
+        """:meth:`dump_fields` of an already pruned state."""
+        log = self.log
         s, r = self.sess, self.late
         return [
             self.mx, self.prof.dump(),

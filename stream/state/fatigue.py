@@ -59,7 +59,7 @@ class Limits:
     @property
     def global_window_ms(self) -> int:
         """The longest global window (0 without global caps)."""
-        return max((w for w, _ in self.global_caps), default=0)
+        return max([w for w, _ in self.global_caps]) if self.global_caps else 0
 
     @property
     def ttl_ms(self) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from intentstream.stream import codec
 from intentstream.stream.state.fatigue import LedgerStore
@@ -97,11 +97,12 @@ class OutboxEntry:
 class CommitBatch:
     """Everything one engine step writes: applied atomically by :meth:`SessionStore.commit`.
 
-    ``users``: serialized states to write; ``dues``: next due time per user (None:
-    remove from the due index); ``outbox``: entries to append; ``meta``: the new meta."""
+    ``users``: serialized states to write (the state objects themselves for a store that
+    ``holds_states``); ``dues``: next due time per user (None: remove from the due
+    index); ``outbox``: entries to append; ``meta``: the new meta."""
 
     meta: PartitionMeta
-    users: dict[str, bytes] = field(default_factory=dict)
+    users: dict[str, Any] = field(default_factory=dict)
     dues: dict[str, int | None] = field(default_factory=dict)
     outbox: list[OutboxEntry] = field(default_factory=list)
 
@@ -109,6 +110,10 @@ class CommitBatch:
 @runtime_checkable
 class SessionStore(Protocol):
     """Sessionizer state of the clickstream's partitions (see the module docstring)."""
+
+    #: whether commits hand over the engine's state objects instead of their bytes
+    #: (``OfflineSessionStore``: a one-shot run; then ``freeze`` serialises one)
+    holds_states: bool
 
     def load_partition(self, partition: int) -> PartitionMeta:
         """The partition's meta; ``PartitionMeta()`` if nothing was ever committed."""

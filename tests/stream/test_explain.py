@@ -22,7 +22,7 @@ from intentstream.stream.contract.dead_letter import iter_lines
 from intentstream.stream.engine.offline import OfflineRunner
 from intentstream.stream.explain.story import explain
 from intentstream.stream.explain.trace import trace_offline
-from intentstream.stream.settings import FatigueSettings, PolicySettings, Settings
+from intentstream.stream.settings import FatigueSettings, PolicySettings, RedisSettings, Settings
 
 TZ = "Asia/Shanghai"
 USER = "u-sh"
@@ -154,3 +154,84 @@ def test_an_unknown_user_and_a_missing_file(files, capsys, tmp_path):
     assert (code, out) == (1, "") and err.count("\n") == 1 and "nobody" in err
     code, out, err = run(capsys, USER, "--input", str(tmp_path / "missing.jsonl"))
     assert (code, out) == (2, "") and err.count("\n") == 1 and "missing.jsonl" in err
+
+
+# --------------------------------------------------------------------------- live mode (no broker needed)
+
+
+class FakeRedis:
+    """GET and ZRANGE ... WITHSCORES through a pipeline: what :func:`read_state` uses."""
+
+    def __init__(self, strings: dict[str, bytes], zsets: dict[str, list[tuple[bytes, float]]]) -> None:
+        self.strings, self.zsets, self.calls = strings, zsets, []
+
+    def pipeline(self, transaction: bool = True) -> FakeRedis:
+        self.calls = []
+        return self
+
+    def get(self, key: str) -> None:
+        self.calls.append(self.strings.get(key))
+
+    def zrange(self, key: str, start: int, end: int, withscores: bool = False) -> None:
+        self.calls.append(self.zsets.get(key, []))
+
+    def execute(self) -> list[Any]:
+        return self.calls
+
+
+def test_live_state_counters_timers_and_cooldowns_are_shown_last(files, capsys):
+    from intentstream.stream.engine.user_state import UserState
+    from intentstream.stream.explain.html import render_html
+    from intentstream.stream.explain.live import read_state
+    from intentstream.stream.explain.text import render_text
+    from intentstream.stream.sessions.sessionizer import SessionConfig
+    from intentstream.stream.state.redis import keys
+    from intentstream.stream.state.sessions import PartitionMeta
+    from intentstream.stream.triggers.state import Timer
+
+    clicks, _ = files
+    now = local("2026-01-14T12:00")
+    st = UserState(USER)
+    st.hi = 41
+    st.trig.timers["cart"] = Timer(now + 1_800_000, ("e99",), {})
+    p, hour = "is", 3_600_000
+    sent = [(b"a1", float(now - 3 * hour)), (b"a2", float(now - 48 * hour))]
+    client = FakeRedis(
+        {keys.user_state(p, USER): st.dump(SessionConfig.from_settings()), keys.partition_meta(p, 2): PartitionMeta(wm=now).dump(),
+         keys.cooldown_key(p, USER, "cart_abandoned"): str(now - hour).encode()},
+        {keys.channel_key(p, USER, "push"): sent, keys.messages_key(p, USER): sent},
+    )  # fmt: skip
+    settings = Settings.defaults(redis=RedisSettings.defaults(key_prefix=p))
+    state = read_state(client, settings, USER, 2)
+    assert (state.found, state.at, state.applied, state.timers) == (True, now, 41, (("cart_abandoned", now + 1_800_000, False),))
+    caps = {c.scope + (f" {c.window_ms}" if c.scope == "all channels" else ""): c.text() for c in state.counts}
+    assert caps["push"] == "push 2/3 in 7 days" and caps["sms"] == "sms 0/3 in 7 days"
+    assert caps[f"all channels {24 * hour}"] == "all channels 1/2 in 24 h" and caps[f"all channels {7 * 24 * hour}"] == "all channels 2/5 in 7 days"
+    assert state.cooldowns == (("cart_abandoned", now - hour, now + 23 * hour),)
+    with clicks.open("rb") as fh:
+        trace = trace_offline(iter_lines(fh), USER, SETTINGS)
+    trace.live = state
+    ex = explain(trace, SETTINGS)
+    text = render_text(ex)
+    tail = text[text.index("NOW in Redis: partition 2, watermark 12:00 on 2026-01-14") :]
+    assert "timers         cart_abandoned due 12:30" in tail and "push 2/3 in 7 days ok" in tail
+    assert "cooldowns      cart_abandoned since 11:00, until 11:00 on 2026-01-15" in tail
+    assert "clickstream offset 41 applied last" in tail and "DECISION" not in tail
+    assert "NOW in Redis" in render_html(ex) and ex.to_dict()["now"]["caps"][0]["scope"] == "email"
+    assert "now" not in explain(trace_offline([], USER), SETTINGS).to_dict()
+
+
+def test_live_arguments_and_an_unreachable_broker(capsys, monkeypatch):
+    from intentstream.stream.explain import live
+
+    code, out, err = run(capsys, USER)
+    assert (code, out) == (2, "") and "--input CLICKSTREAM.jsonl or --live" in err
+    code, out, err = run(capsys, USER, "--live", "--input", "x.jsonl")
+    assert (code, out) == (2, "") and "one of them" in err
+    with pytest.raises(SystemExit):
+        run(capsys, USER, "--live", "--since", "3x")
+    assert "not an age: '3x'" in capsys.readouterr().err
+    monkeypatch.setattr(live, "BOOTSTRAP_TIMEOUT_MS", 300)
+    monkeypatch.setenv("INTENTSTREAM_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    code, out, err = run(capsys, USER, "--live")
+    assert (code, out) == (2, "") and err.startswith("explain: Kafka at 127.0.0.1:1: ") and err.count("\n") == 1

@@ -5,6 +5,6 @@ contract suite (``tests/stream/state/``)."""
 from intentstream.stream.state.memory.fatigue import MemoryLedgerStore
 from intentstream.stream.state.memory.lease import FencedMemoryPersonaStore, MemoryWriterLease
 from intentstream.stream.state.memory.personas import MemoryPersonaStore
-from intentstream.stream.state.memory.sessions import MemorySessionStore
+from intentstream.stream.state.memory.sessions import MemorySessionStore, OfflineSessionStore
 
-__all__ = ["FencedMemoryPersonaStore", "MemoryLedgerStore", "MemoryPersonaStore", "MemorySessionStore", "MemoryWriterLease"]
+__all__ = ["FencedMemoryPersonaStore", "MemoryLedgerStore", "MemoryPersonaStore", "MemorySessionStore", "MemoryWriterLease", "OfflineSessionStore"]

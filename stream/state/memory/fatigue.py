@@ -110,9 +110,10 @@ class MemoryLedgerStore:
             stale = [aid for aid, t in deliveries.items() if t <= horizon]
             for aid in stale:
                 del deliveries[aid]
-        horizon = now - limits.global_window_ms - limits.retention_ms
-        for aid in [aid for aid, t in st.messages.items() if t <= horizon]:
-            del st.messages[aid]
+        if st.messages:  # (only written while global caps are set)
+            horizon = now - limits.global_window_ms - limits.retention_ms
+            for aid in [aid for aid, t in st.messages.items() if t <= horizon]:
+                del st.messages[aid]
         expired = [aid for aid, (exp, _) in st.records.items() if exp <= now]
         for aid in expired:
             del st.records[aid]

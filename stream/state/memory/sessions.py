@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from intentstream.stream.state.memory.fatigue import MemoryLedgerStore
 from intentstream.stream.state.sessions import CommitBatch, OutboxEntry, PartitionMeta
@@ -69,6 +70,9 @@ class DueIndex:
 class MemorySessionStore:
     """Dict-backed store; one instance may serve every partition."""
 
+    #: commits carry serialised states (see :class:`OfflineSessionStore` for the other way)
+    holds_states = False
+
     def __init__(self) -> None:
         self._meta: dict[int, PartitionMeta] = {}
         self._users: dict[str, bytes] = {}
@@ -123,3 +127,35 @@ class MemorySessionStore:
 
     def user_count(self) -> int:
         return len(self._users)
+
+
+class OfflineSessionStore(MemorySessionStore):
+    """The in-memory store of a one-shot offline run (``OfflineRunner``): a commit hands
+    over the engine's state objects themselves, serialised only when read back or when the
+    engine drops them from its cache (:meth:`freeze`) — the engine keeps committed states
+    decoded anyway, so serialising every touched user at every step bought nothing here.
+
+    Only for runs that are not resumed after a failure: a step that raises may leave
+    objects it changed in the store (the Redis store and :class:`MemorySessionStore`
+    never do). Outputs are byte-identical to :class:`MemorySessionStore`'s.
+    """
+
+    holds_states = True
+
+    def load_users(self, partition: int, user_ids: Iterable[str]) -> dict[str, bytes]:
+        users = self._users
+        return {u: _stored(users[u]) for u in user_ids if u in users}
+
+    def freeze(self, user_id: str) -> None:
+        """Serialise a user's state object (the engine no longer holds it)."""
+        v = self._users.get(user_id)
+        if v is not None:
+            self._users[user_id] = _stored(v)
+
+    def user_bytes(self, user_id: str) -> bytes | None:
+        v = self._users.get(user_id)
+        return None if v is None else _stored(v)
+
+
+def _stored(v: Any) -> bytes:
+    return v if type(v) is bytes else v.dump_pruned()

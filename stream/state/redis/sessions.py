@@ -64,6 +64,8 @@ class RedisSessionStore:
     ``user_ttl_s`` None: ``[sessions] user_ttl_days`` of
     :func:`~intentstream.stream.settings.default_settings`."""
 
+    holds_states = False  # commits carry serialised states
+
     def __init__(self, client: redis.Redis, prefix: str, user_ttl_s: int | None = None) -> None:
         self.client = client
         self.prefix = prefix
