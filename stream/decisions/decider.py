@@ -196,7 +196,10 @@ class Decider:
 
     def decide_many(self, hits: Iterable[TriggerHit], tally: Mapping[str, Sequence[int]] | None = None) -> list[Outcome]:
         """Several hits in order; one pipelined round trip per chunk on Redis."""
-        drafts = [(_blocked(hit, d), c, d) for hit in hits for c, d in [self.prepare(hit, tally)]]
+        drafts = []
+        for hit in hits:
+            cand, draft = self.prepare(hit, tally)
+            drafts.append((_blocked(hit, draft), cand, draft))
         checked = iter(self.ledger.check_many([(cand, codec.dumps(draft)) for blocked, cand, draft in drafts if not blocked]))
         return [
             _outcome(Verdict("suppressed", blocked, payload=codec.dumps(draft)) if blocked else next(checked))

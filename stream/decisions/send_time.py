@@ -22,15 +22,17 @@ user's zone and the user's own events.
 
 >>> rule = SendTimeRule(frozenset({"churn_risk"}), 12 * 3_600_000, 2)
 >>> T = 1767607200000                        # 2026-01-05T10:00Z, 18:00 in Shanghai
->>> rule.schedule("churn_risk", T, "Asia/Shanghai", "uvuv") == T + 2 * 3_600_000   # 20h, 21h
+>>> def first(trigger, hours):                # the first moment, quiet hours aside
+...     return next(rule.moments(T, T, "Asia/Shanghai", rule.likely(trigger, hours)), T)
+>>> first("churn_risk", "uvuv") == T + 2 * 3_600_000   # 20h, 21h
 True
->>> rule.schedule("churn_risk", T, "Asia/Shanghai", "uvsus") == T   # 18h: already active
+>>> first("churn_risk", "uvsus") == T   # 18h: already active
 True
->>> rule.schedule("churn_risk", T, "Asia/Shanghai", "hh") == T      # 07h is 13 h away: now
+>>> first("churn_risk", "hh") == T      # 07h is 13 h away: now
 True
->>> rule.schedule("churn_risk", T, "Asia/Shanghai", "uv") == T      # nothing seen twice yet
+>>> first("churn_risk", "uv") == T      # nothing seen twice yet
 True
->>> rule.schedule("cart_abandoned", T, "Asia/Shanghai", "uu") == T
+>>> first("cart_abandoned", "uu") == T  # cannot wait
 True
 """
 
@@ -96,8 +98,3 @@ class SendTimeRule:
             if datetime.fromtimestamp(t / 1000, z).hour in likely:
                 yield t
             t += HOUR_MS
-
-    def schedule(self, trigger: str, decided_at: int, tz: str, hours: str) -> int:
-        """When a message of ``trigger`` decided at ``decided_at`` should go, quiet hours
-        aside: the first of :meth:`moments`, else ``decided_at``."""
-        return next(self.moments(decided_at, decided_at, tz, self.likely(trigger, hours)), decided_at)

@@ -9,7 +9,8 @@ own records with the fatigue ledger's own rules — nothing re-implemented:
 * the counters: the user's deliveries before the decision, read from the audit records
   in order (``sent`` and ``deferred`` at their send time; holdouts do not count;
   cancelled ones keep their place), judged by
-  :func:`~intentstream.stream.state.fatigue.window_fits` and
+  :func:`~intentstream.stream.state.fatigue.window_fits` (the count shown is its
+  :func:`~intentstream.stream.state.fatigue.window_load`) and
   :func:`~intentstream.stream.state.fatigue.global_block`;
 * a second opinion: the same requests replayed into a fresh in-memory ledger store; a
   decision whose recomputed verdict differs from the engine's is flagged
@@ -37,7 +38,7 @@ from intentstream.stream.decisions.fatigue import Candidate, FatigueLedger
 from intentstream.stream.explain.timers import TimerNote
 from intentstream.stream.sessions.profiles import UserProfile, apply
 from intentstream.stream.settings import Settings, default_settings
-from intentstream.stream.state.fatigue import COUPON_CHANNEL, DAY_MS, HOUR_MS, Verdict, global_block, window_fits
+from intentstream.stream.state.fatigue import COUPON_CHANNEL, DAY_MS, HOUR_MS, Verdict, global_block, window_fits, window_load
 from intentstream.stream.state.memory.fatigue import MemoryLedgerStore
 
 #: Reasons the decider gives before the ledger sees a hit (no cap, no cooldown touched).
@@ -51,15 +52,6 @@ def span(ms: int) -> str:
     if ms % HOUR_MS == 0:
         return f"{ms // HOUR_MS} h"
     return f"{ms // 60_000} min"
-
-
-def window_load(times: Iterable[int], t: int, window_ms: int) -> int:
-    """The most deliveries already in one rolling window ``(e - window_ms, e]`` that
-    contains ``t`` — the number :func:`~intentstream.stream.state.fatigue.window_fits`
-    compares with the cap (one more fits iff it is below the cap). For display only: the
-    verdict is always window_fits' own."""
-    near = [x for x in times if t - window_ms < x < t + window_ms]
-    return max(sum(1 for x in near if end - window_ms < x <= end) for end in [t, *(x for x in near if x > t)])
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,11 +39,11 @@ from intentstream.stream import codec
 from intentstream.stream.contract.events import MESSAGE_CHANNELS, Event, format_ts
 from intentstream.stream.engine.partitioning import partition_for
 from intentstream.stream.engine.user_state import UserState
-from intentstream.stream.explain.checks import WindowCount, span, window_load
+from intentstream.stream.explain.checks import WindowCount, span
 from intentstream.stream.explain.trace import UserTrace
 from intentstream.stream.ingest.input_formats import parser_for
 from intentstream.stream.settings import Settings
-from intentstream.stream.state.fatigue import COUPON_CHANNEL, DAY_MS, HOUR_MS, Limits, window_fits
+from intentstream.stream.state.fatigue import COUPON_CHANNEL, DAY_MS, HOUR_MS, Limits, window_fits, window_load
 from intentstream.stream.state.redis import keys
 from intentstream.stream.state.sessions import PartitionMeta
 from intentstream.stream.triggers.rules import ALL_TRIGGERS, TIMER_TRIGGER

@@ -29,7 +29,7 @@ active hours   the local hour (user's tz) of each of the user's latest
                :data:`ACTIVE_HOURS_KEPT` active clock hours, oldest first (an hour is
                recorded by the first event in it; an event older than the newest
                recorded hour adds nothing): what send-time optimisation reads
-               (:meth:`UserProfile.likely_hours`). Bounded: one letter per hour.
+               (:func:`likely_hours`). Bounded: one letter per hour.
 lifecycle      :meth:`UserProfile.lifecycle_stage` at a time ``at``: decline if silent
                for ``lifecycle_decline_after_days`` before ``at``; else by age since
                first seen: introduction < ``lifecycle_growth_after_days`` <= growth <
@@ -151,10 +151,6 @@ class UserProfile:
             if self.day_bits >> (i - shift) & 1:
                 n += 1
         return n
-
-    def likely_hours(self, min_seen: int = 2) -> frozenset[int]:
-        """:func:`likely_hours` of this user's latest active hours."""
-        return likely_hours(self.hours, min_seen)
 
     def lifecycle_stage(self, at_ms: int, rules: LifecycleRules) -> str:
         """Lifecycle stage at ``at_ms`` (see the module table); a new user is introduction."""

@@ -164,13 +164,19 @@ def window_fits(times: Iterable[int], t: int, window_ms: int, cap: int) -> bool:
     >>> window_fits([5, 6, 7], 0, 7 * DAY_MS, 3)             # late: 5..7 are already booked
     False
     """
-    if cap <= 0:
-        return False
+    return cap > 0 and window_load(times, t, window_ms) < cap
+
+
+def window_load(times: Iterable[int], t: int, window_ms: int) -> int:
+    """The most deliveries already in one rolling window ``(e - window_ms, e]`` that
+    contains ``t``: what :func:`window_fits` compares with the cap (and what
+    ``intentstream explain`` shows as ``used/cap``).
+
+    >>> window_load([0, 1, 2], 7 * DAY_MS - 1, 7 * DAY_MS), window_load([5, 6, 7], 0, 7 * DAY_MS)
+    (3, 3)
+    """
     near = [x for x in times if t - window_ms < x < t + window_ms]
-    for end in [t, *(x for x in near if x > t)]:
-        if sum(1 for x in near if end - window_ms < x <= end) + 1 > cap:
-            return False
-    return True
+    return max([sum(1 for x in near if end - window_ms < x <= end) for end in [t, *(x for x in near if x > t)]])
 
 
 def global_block(times: Iterable[int], t: int, caps: Iterable[tuple[int, int]], reserve_due: int | None = None) -> str | None:

@@ -122,7 +122,7 @@ def test_dump_load_round_trip_and_updated_is_pure():
 
 
 def test_active_hours_are_the_latest_clock_hours_in_local_time_and_bounded():
-    from intentstream.stream.sessions.profiles import ACTIVE_HOURS_KEPT, UserProfile, apply_fields
+    from intentstream.stream.sessions.profiles import ACTIVE_HOURS_KEPT, UserProfile, apply_fields, likely_hours
 
     p = UserProfile()
     p.tz = "America/New_York"  # UTC-5 in January
@@ -131,10 +131,10 @@ def test_active_hours_are_the_latest_clock_hours_in_local_time_and_bounded():
         apply_fields(p, t0 + i * 60_000, "page_view", 0, None, None)
     apply_fields(p, t0 + 3_600_000, "page_view", 0, None, None)
     apply_fields(p, t0 - 3_600_000, "page_view", 0, None, None)  # older than the newest hour: ignored
-    assert p.hours == "fg" and p.likely_hours(1) == {5, 6} and p.likely_hours() == frozenset()
+    assert p.hours == "fg" and likely_hours(p.hours, 1) == {5, 6} and likely_hours(p.hours) == frozenset()
     for day in range(1, 30):
         apply_fields(p, t0 + day * 86_400_000, "page_view", 0, None, None)
-    assert len(p.hours) == ACTIVE_HOURS_KEPT and p.likely_hours() == {5}
+    assert len(p.hours) == ACTIVE_HOURS_KEPT and likely_hours(p.hours) == {5}
     back = UserProfile.load(p.dump())
     assert back.hours == p.hours and back.hour_next == p.hour_next
     old = UserProfile.load(UserProfile().dump()[:15])  # a record from before active hours
