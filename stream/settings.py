@@ -122,6 +122,8 @@ class SessionSettings(SettingsSection):
     user_ttl_days: int
     batch_size: int
     engine_cache_users: int
+    offline_jobs: int
+    offline_parallel_after_events: int
 
 
 @dataclass(frozen=True)
