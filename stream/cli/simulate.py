@@ -20,11 +20,12 @@ from typing import Any, Mapping
 
 from intentstream.stream import codec
 from intentstream.stream.cli import positive_int
+from intentstream.stream.cli.progress import Progress
 from intentstream.stream.settings import SettingsError
 from intentstream.stream.simulate.calibration import Check, checks
 from intentstream.stream.simulate.loop import SimulationResult, simulate
 from intentstream.stream.simulate.truth import build_truth
-from intentstream.stream.simulate.world import WorldError, engine_settings, load_world
+from intentstream.stream.simulate.world import DAY_MS, WorldError, engine_settings, load_world
 
 FILES = ("clickstream.jsonl", "decisions.jsonl", "outcomes.jsonl", "alerts.jsonl", "truth.json")
 
@@ -56,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"intentstream simulate: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    res = simulate(world, settings, args.users, args.days, args.seed, args.partitions)
+    # simulated days done, of the history day and the planned ones (reactions may run on)
+    shown = Progress(sys.stderr, label="simulate: ", unit="days", total=args.days + 1)
+    first_ms = world.start_ms - DAY_MS
+    res = simulate(world, settings, args.users, args.days, args.seed, args.partitions,
+                   on_step=lambda ms: shown.update(min((ms - first_ms) // DAY_MS, args.days + 1)))  # fmt: skip
+    shown.finish()
     elapsed = time.perf_counter() - started
     outcomes = res.outcome_records()
     truth = build_truth(

@@ -23,7 +23,8 @@ from typing import Any
 from intentstream.stream import codec
 from intentstream.stream.cli.offline_files import open_input
 from intentstream.stream.outcomes.record import HOLDOUT, TREATMENT, ActionOutcome
-from intentstream.stream.outcomes.render import render_html, render_json, render_markdown, render_text
+from intentstream.stream.cli import tables
+from intentstream.stream.outcomes.render import render_html, render_json, render_markdown, render_text, text_blocks
 from intentstream.stream.outcomes.uplift import DEFAULT_LEVELS, DIMENSIONS, UpliftTable, summarize
 from intentstream.stream.settings import Settings, load_settings
 
@@ -130,12 +131,13 @@ def run(args: argparse.Namespace) -> int:
         with open_input(args.file, sort=False) as lines:
             table = _summarize(reader.records(lines), args, settings)
         source = args.file
-    text = RENDERERS[args.format](table)
-    if args.out:
+    if args.format == "text" and not args.out:  # rich on a terminal, else render_text's bytes
+        tables.write(text_blocks(table))
+    elif args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.write(RENDERERS[args.format](table))
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(RENDERERS[args.format](table))
     reader.summary("uplift")
     print(
         f"uplift: {source}: {reader.read} lines, {table.records} outcome records, {table.measured} measured, "

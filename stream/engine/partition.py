@@ -188,6 +188,9 @@ class PartitionEngine:
         # the strategy policy learns per partition (stream/policy/tally.py); None: off
         self.policy_epoch_ms = self.decider.policy.epoch_ms if self.decider.policy is not None else None
         self._tally: ArmTally | None = None  # decoded meta.pol, valid while _meta is
+        #: (trigger, arm) the ROI guard pauses in this partition's current policy epoch, as of
+        #: the last step (read by the worker's /metrics without touching the tally)
+        self.roi_paused: frozenset[tuple[str, str]] = frozenset()
         # Write-back cache of decoded user states, equal to what the store holds after the
         # last successful commit (this engine is the partition's only writer while it lives).
         self._cache: dict[str, tuple[UserState, int | None]] = {}  # user -> (state, due)
@@ -256,6 +259,7 @@ class PartitionEngine:
         epoch_end = 0
         if epoch_ms is not None and policy is not None:
             tally = self._tally
+            fresh = tally is None
             if tally is None:
                 tally = self._tally = ArmTally.load(meta.pol)
             epoch = meta.wm // epoch_ms
@@ -263,6 +267,9 @@ class PartitionEngine:
                 before = policy.paused_arms(tally.view())
                 tally.roll(epoch)
                 res.alerts = roi_alerts(before, policy, tally.view(), epoch * epoch_ms, p)
+                fresh = True
+            if fresh:  # the snapshot changes only here
+                self.roi_paused = frozenset(policy.paused_arms(tally.view()))
             epoch_end = (epoch + 1) * epoch_ms
         counters = res.counters
         entries: list[OutboxEntry] = []
