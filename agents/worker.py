@@ -30,6 +30,7 @@ from intentstream.agents.breaker import Breaker
 from intentstream.agents.kafka import aiokafka_options, kafka_python_options
 from intentstream.agents.outbox import ID_HEADER, already_published
 from intentstream.stream.engine.partitioning import partition_for
+from intentstream.stream.engine.gc_policy import tune_for_long_lived_state
 from intentstream.stream.engine.watermark import idle_adoptions
 from intentstream.stream.ops.outcomes import OutcomeMeter
 from intentstream.stream.settings import Settings
@@ -271,6 +272,7 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
 def run(settings: Settings, loglevel: str | None = None) -> int:
     """``intentstream worker``: create topics, then run until SIGTERM/SIGINT (graceful)."""
     ensure_topics(settings)
+    tune_for_long_lived_state()  # the engines' caches are long-lived: stream/engine/gc_policy.py
     app, _topics = build(settings)
     worker = faust.Worker(app, loglevel=loglevel or settings.worker.log_level, override_logging=True)
     worker.execute_from_commandline()

@@ -41,6 +41,7 @@ from typing import BinaryIO
 
 from intentstream.stream import codec
 from intentstream.stream.engine.disorder import DisorderMeter
+from intentstream.stream.engine.gc_policy import long_lived_state
 from intentstream.stream.engine.offline_jobs import ADVANCE, BATCH, FLUSH, ForkedJobs, InProcess, Reply, can_fork, usable_cpus
 from intentstream.stream.engine.partition import PartitionEngine
 from intentstream.stream.contract.events import Event
@@ -90,44 +91,45 @@ class OfflineRunner:
         fork_at = self.settings.sessions.offline_parallel_after_events if jobs > 1 else -1
         valid = 0
         run: InProcess | ForkedJobs = InProcess(self.engines)
-        try:
-            for lineno, raw in lines:
-                ev = parse(raw)
-                if not isinstance(ev, Event):
-                    if ev.reason == SKIPPED:  # see intentstream.stream.ingest.input_formats
-                        self.counters["skipped"] += 1
+        with long_lived_state():  # see stream/engine/gc_policy.py
+            try:
+                for lineno, raw in lines:
+                    ev = parse(raw)
+                    if not isinstance(ev, Event):
+                        if ev.reason == SKIPPED:  # see intentstream.stream.ingest.input_formats
+                            self.counters["skipped"] += 1
+                            continue
+                        self.invalid[ev.reason] += 1
+                        if self.dead_letter is not None:  # in its turn among the engines' own dead letters
+                            yield from self._emit(run.ready(({}, {}, [], [codec.dumps_line(dead_letter_record(raw, ev, f"{self.source}:{lineno}"))])))
                         continue
-                    self.invalid[ev.reason] += 1
-                    if self.dead_letter is not None:  # in its turn among the engines' own dead letters
-                        yield from self._emit(run.ready(({}, {}, [], [codec.dumps_line(dead_letter_record(raw, ev, f"{self.source}:{lineno}"))])))
-                    continue
-                p = where.get(ev.user_id)
-                if p is None:
-                    p = where[ev.user_id] = partition_for(ev.user_id.encode(), n)
-                if meter is not None:
-                    meter.observe(p, ev.ts_ms, ev.user_id)
-                batch = pending[p]
-                batch.append((offsets[p], raw, ev))
-                offsets[p] += 1
-                if len(batch) >= self.batch_size:
-                    yield from self._emit(run.submit(p, BATCH, batch))
-                    pending[p] = []
-                valid += 1
-                if valid == fork_at:  # nothing is in flight in this process: the children start from here
-                    run = ForkedJobs(self.engines, jobs)
-            for p in range(n):
-                if pending[p]:
-                    yield from self._emit(run.submit(p, BATCH, pending[p]))
-            yield from self._emit(run.drain())
-            # end of input: every partition is idle
-            for p, wm in idle_adoptions(run.watermarks(), range(n)):
-                yield from self._emit(run.submit(p, ADVANCE, wm))
-            if close_open:
+                    p = where.get(ev.user_id)
+                    if p is None:
+                        p = where[ev.user_id] = partition_for(ev.user_id.encode(), n)
+                    if meter is not None:
+                        meter.observe(p, ev.ts_ms, ev.user_id)
+                    batch = pending[p]
+                    batch.append((offsets[p], raw, ev))
+                    offsets[p] += 1
+                    if len(batch) >= self.batch_size:
+                        yield from self._emit(run.submit(p, BATCH, batch))
+                        pending[p] = []
+                    valid += 1
+                    if valid == fork_at:  # nothing is in flight in this process: the children start from here
+                        run = ForkedJobs(self.engines, jobs)
                 for p in range(n):
-                    yield from self._emit(run.submit(p, FLUSH))
-            yield from self._emit(run.drain())
-        finally:
-            run.close()
+                    if pending[p]:
+                        yield from self._emit(run.submit(p, BATCH, pending[p]))
+                yield from self._emit(run.drain())
+                # end of input: every partition is idle
+                for p, wm in idle_adoptions(run.watermarks(), range(n)):
+                    yield from self._emit(run.submit(p, ADVANCE, wm))
+                if close_open:
+                    for p in range(n):
+                        yield from self._emit(run.submit(p, FLUSH))
+                yield from self._emit(run.drain())
+            finally:
+                run.close()
 
     def _jobs(self) -> int:
         """Processes to spread the partitions over (1: this one)."""
