@@ -37,6 +37,7 @@ from typing import BinaryIO
 
 from intentstream.stream.cli.progress import Progress
 from intentstream.stream.cli.sort_by_time import sort_by_time
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.ingest.convert import ImportTally, convert
 from intentstream.stream.ingest.mapping import MappingError
 from intentstream.stream.ingest.presets import FORMATS, PRESETS, load_mapping
@@ -72,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except MappingError as exc:
-        print(f"{COMMAND}: {exc}", file=sys.stderr)
-        return 2
+        return error("import", exc)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -183,10 +183,9 @@ def _to_kafka(settings: Settings, path: str, topic: str | None) -> int:
         print(f"{COMMAND}: warning: these settings say the worker reads [events] input_format = "
               f"{settings.events.input_format!r}; the imported events are in the contract format", file=sys.stderr)  # fmt: skip
     try:
-        stats = with_kafka_errors("import --to-kafka", settings, lambda: replay_to_kafka(settings, path, opts))
+        stats = with_kafka_errors("import", settings, lambda: replay_to_kafka(settings, path, opts))
     except ReplayError as exc:
-        print(f"{COMMAND}: {exc}", file=sys.stderr)
-        return 2
+        return error("import", exc)
     if isinstance(stats, int):
         return stats
     print(stats.summary())

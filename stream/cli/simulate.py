@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from intentstream.stream import codec
 from intentstream.stream.cli import positive_int
 from intentstream.stream.cli.progress import Progress
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.settings import SettingsError
 from intentstream.stream.simulate.calibration import Check, checks
 from intentstream.stream.simulate.loop import SimulationResult, simulate
@@ -54,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
         world = load_world(args.world)
         settings = engine_settings(world, args.config)
     except (WorldError, SettingsError) as exc:
-        print(f"intentstream simulate: {exc}", file=sys.stderr)
-        return 2
+        return error("simulate", exc)
     started = time.perf_counter()
     # simulated days done, of the history day and the planned ones (reactions may run on)
     shown = Progress(sys.stderr, label="simulate: ", unit="days", total=args.days + 1)
