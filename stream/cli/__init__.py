@@ -9,8 +9,10 @@ import gc
 import importlib
 import sys
 import tomllib
+from typing import NoReturn
 
 from intentstream.stream.cli import progress
+from intentstream.stream.cli.terminal import error, error_line, os_message
 from intentstream.stream.engine.disorder import DisorderError
 from intentstream.stream.settings import SettingsError
 
@@ -68,8 +70,16 @@ def share(text: str) -> float:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the commands' one-line errors (:func:`~intentstream.stream.cli.terminal.error`):
+    ``intentstream COMMAND: MESSAGE (see intentstream COMMAND --help)``, exit status 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, error_line(self.prog, f"{message} (see {self.prog} --help)") + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="intentstream",
         description="Kafka-native engine for real-time behavioural marketing triggers.",
     )
@@ -100,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     # ... and settings that do not parse or validate (a config file, an environment variable)
     except (FileNotFoundError, IsADirectoryError, PermissionError, DisorderError, SettingsError, tomllib.TOMLDecodeError) as exc:
         what = "settings: " if isinstance(exc, tomllib.TOMLDecodeError) else ""
-        print(f"intentstream {args.command}: {what}{exc}", file=sys.stderr)
-        return 2
+        return error(args.command, what + (os_message(exc) if isinstance(exc, OSError) else str(exc)))
     except KeyboardInterrupt:
         return 130
 

@@ -34,6 +34,7 @@ from intentstream.stream.cli import non_negative_int, positive_int
 from intentstream.stream.cli import tables
 from intentstream.stream.cli.offline_files import add_order_args, offline_runner, open_input, summary
 from intentstream.stream.cli.tables import Block, Table
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.decisions.strategies import CatalogueError, catalogue_from_settings
 from intentstream.stream.outcomes.backtest import COUNTS, EXAMPLES, FinalDecision, compare, final_decisions
 from intentstream.stream.outcomes.uplift import UpliftTable
@@ -110,8 +111,7 @@ def replay(args: argparse.Namespace, settings: Settings, name: str) -> list[Fina
 def run(args: argparse.Namespace) -> int:
     if args.file == "-" or not Path(args.file).is_file():
         why = "must be a file (it is read once per policy)" if args.file == "-" else "no such file"
-        print(f"intentstream backtest: {args.file}: {why}", file=sys.stderr)
-        return 2
+        return error("backtest", f"{args.file}: {why}")
     try:
         current = load_settings(args.config)
         base = with_policy(current, args.baseline) if args.baseline else current
@@ -120,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
         for settings in (base, cand):  # a bad catalogue fails now, not after the first pass
             catalogue_from_settings(settings)
     except (SettingsError, CatalogueError, ValueError) as exc:  # TOMLDecodeError is a ValueError
-        print(f"intentstream backtest: {exc}", file=sys.stderr)
-        return 2
+        return error("backtest", exc)
     labels = {
         "baseline": args.baseline or ("current settings" + (f" ({args.config})" if args.config else "")),
         "candidate": args.candidate,

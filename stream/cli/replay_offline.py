@@ -17,13 +17,13 @@ byte-identical output. Input far out of event-time order stops it (status 2) unl
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 
 from intentstream.stream import codec
 from intentstream.stream.cli.offline_files import drive, offline_runner, summary
 from intentstream.stream.cli.tables import Block, Table
+from intentstream.stream.cli.terminal import error, os_message
 from intentstream.stream.outcomes.record import is_measured
 from intentstream.stream.settings import load_settings
 
@@ -54,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 seen.add(d["action_id"])
                 by_outcome[(d["trigger"], d["status"], d["reason"] or "-")] += 1
     except FileNotFoundError as exc:
-        print(f"replay: {exc}", file=sys.stderr)
-        return 2
+        return error("replay", os_message(exc))
     more: list[Block] = []
     if by_outcome:
         rows: list[tuple[str, ...]] = [(trigger, status, reason, str(n)) for (trigger, status, reason), n in sorted(by_outcome.items())]
