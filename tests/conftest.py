@@ -232,12 +232,9 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         with _leases_lock(state_dir) as leases:
             (leases / me).unlink(missing_ok=True)
             if owned_file.exists() and not _live_leases(leases):
-                owned = owned_file.read_text().split()
-                if set(owned) >= {"kafka", "redis"}:
-                    run_stack("down", check=False)
-                else:
-                    for service in owned:
-                        run_stack("down", f"--{service}-only", check=False)
+                # each service on its own: a plain `down` would stop the Redis Cluster too
+                for service in owned_file.read_text().split():
+                    run_stack("down", f"--{service}-only", check=False)
                 owned_file.unlink(missing_ok=True)
 
 
