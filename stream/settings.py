@@ -76,6 +76,8 @@ class RedisSettings(SettingsSection):
     password: str
     key_prefix: str
     socket_timeout_s: float
+    wait_replicas: int
+    wait_timeout_ms: int
 
     @property
     def cluster(self) -> bool:

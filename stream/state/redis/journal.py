@@ -9,11 +9,18 @@ slot, and each single-key write. What the exactly-once-in-effect argument of
 seen by the next step, not at all. A write-ahead journal in the partition slot gives
 exactly that:
 
-W1. one MULTI on the partition slot: the step's outbox entries, and the journal (a hash:
-    ``m`` the new meta, ``u:<user>`` each new user state, ``d:<user>`` each new due time,
-    empty for none). **This is the commit point**;
+W1. one script on the partition slot (:data:`W1_LUA`, atomic like a MULTI): the step's
+    outbox entries, and the journal (a hash: ``m`` the new meta, ``u:<user>`` each new
+    user state, ``d:<user>`` each new due time, empty for none). **This is the commit
+    point**;
 W2. the user states, ``SET ... PX ttl`` (pipelined, per node; each SET atomic);
 W3. one MULTI on the partition slot: the due index changes, the meta, ``DEL`` the journal.
+
+With ``[redis] wait_replicas`` = n > 0, W1 and W2 are each followed by ``WAIT n
+wait_timeout_ms`` on every node they wrote, in the same pipeline and so on the same
+connection (WAIT counts that connection's writes); fewer acknowledgements fail the
+step (:class:`~intentstream.stream.state.StoreUnavailable`: retried, the journal makes
+that idempotent). Why and when: the README's "Clusters".
 
 A step without user states (only dead letters, or nothing changed) is one MULTI: outbox,
 due and meta. Per-slot reads: :meth:`load_partition` reads meta and the journal's meta in
@@ -41,8 +48,10 @@ it holds is stored). Across partitions nothing is ordered. The fatigue ledger's 
 idempotent by action id, so a step that is redone reads back the verdicts it recorded.
 
 A failover (a primary killed, its replica promoted) may lose the writes the replica had
-not received yet (replication is asynchronous): see the README's "Clusters" section for
-what this means for the guarantees and for ``WAIT``.
+not received yet (replication is asynchronous). Lost W1 with W2 kept would leave users
+ahead of their partition (their events skipped, their outputs never made), lost W2 after
+W3 users behind it: ``WAIT`` after W1 and after W2 rules both out; a lost W3 only brings
+the journal back (rolled forward again).
 
 Cost: a step with user states writes them twice (journal and keys) in three round trips
 instead of one MULTI; the journal lives only until W3.
@@ -51,6 +60,8 @@ instead of one MULTI; the journal lives only until W3.
 from __future__ import annotations
 
 from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from intentstream.stream.state.redis import keys
 from intentstream.stream.state.sessions import CommitBatch, PartitionMeta
@@ -104,6 +115,25 @@ def queue_partition_writes(pipe: Any, prefix: str, partition: int, batch: Commit
     pipe.set(keys.partition_meta(prefix, partition), batch.meta.dump())
 
 
+#: W1: KEYS outbox, journal; ARGV n, then n (id, entry) pairs, then the journal's
+#: (field, value) pairs.
+W1_LUA = """
+-- HSET key ARGV[i..j] in chunks: unpack has a limit of a few thousand values
+local function hset(key, i, j)
+  while i <= j do
+    local k = math.min(j, i + 999)
+    redis.call('HSET', key, unpack(ARGV, i, k))
+    i = k + 1
+  end
+end
+local n = tonumber(ARGV[1])
+hset(KEYS[1], 2, 1 + 2 * n)
+redis.call('DEL', KEYS[2])
+hset(KEYS[2], 2 + 2 * n, #ARGV)
+return 1
+"""
+
+
 def queue_user_writes(pipe: Any, prefix: str, batch: CommitBatch, ttl_ms: int) -> None:
     for user, data in batch.users.items():
         pipe.set(keys.user_state(prefix, user), data, px=ttl_ms)
@@ -113,10 +143,12 @@ class ClusterCommits:
     """The journal protocol above for one store: which partitions may hold a journal
     (unknown until read; None once this process knows there is none)."""
 
-    def __init__(self, client: Any, prefix: str, user_ttl_ms: int) -> None:
+    def __init__(self, client: Any, prefix: str, user_ttl_ms: int, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
         self.client = client
         self.prefix = prefix
         self.user_ttl_ms = user_ttl_ms
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._pending: dict[int, CommitBatch | None] = {}
 
     def load_meta(self, partition: int) -> PartitionMeta:
@@ -142,15 +174,19 @@ class ClusterCommits:
             prev = self.pending(partition)
             if prev is not None:  # roll the interrupted step forward first
                 self._finish(partition, prev)
-            pipe = self.client.pipeline(transaction=True)
             if batch.users:
-                queue_partition_writes(pipe, self.prefix, partition, batch, outbox=True, rest=False)
-                journal = keys.partition_journal(self.prefix, partition)
-                pipe.delete(journal)
-                pipe.hset(journal, mapping=journal_fields(batch))
-                pipe.execute()  # W1: committed
+                outbox, journal = keys.partition_outbox(self.prefix, partition), keys.partition_journal(self.prefix, partition)
+                args: list[Any] = [len(batch.outbox)]
+                for e in batch.outbox:
+                    args += [e.id, e.dump()]
+                for field, value in journal_fields(batch).items():
+                    args += [field, value]
+                pipe = self.client.pipeline(transaction=False)
+                pipe.execute_command("EVAL", W1_LUA, 2, outbox, journal, *args)
+                self._execute_waiting(pipe, [outbox])  # W1: committed
                 self._finish(partition, batch)
             else:
+                pipe = self.client.pipeline(transaction=True)
                 queue_partition_writes(pipe, self.prefix, partition, batch, outbox=True, rest=True)
                 pipe.execute()
             self._pending[partition] = None
@@ -162,11 +198,22 @@ class ClusterCommits:
         """W2 then W3 of a committed step."""
         pipe = self.client.pipeline(transaction=False)
         queue_user_writes(pipe, self.prefix, batch, self.user_ttl_ms)
-        pipe.execute()
+        self._execute_waiting(pipe, [keys.user_state(self.prefix, u) for u in batch.users])
         pipe = self.client.pipeline(transaction=True)
         queue_partition_writes(pipe, self.prefix, partition, batch, outbox=False, rest=True)
         pipe.delete(keys.partition_journal(self.prefix, partition))
         pipe.execute()
+
+    def _execute_waiting(self, pipe: Any, written: list[str]) -> None:
+        """Execute ``pipe``; with ``wait_replicas``, end it with a WAIT on each node that
+        holds one of the ``written`` keys (the same connection as its writes)."""
+        nodes = {} if not self.wait_replicas else {n.name: n for n in map(self.client.get_node_from_key, written)}
+        for node in nodes.values():
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node)
+        replies = pipe.execute()
+        acks = replies[len(replies) - len(nodes) :] if nodes else []
+        if any(int(a) < self.wait_replicas for a in acks):
+            raise RedisConnectionError(f"WAIT: {min(map(int, acks))} of {self.wait_replicas} replicas acknowledged within {self.wait_timeout_ms} ms")
 
     def overlay_users(self, partition: int, found: dict[str, bytes], users: list[str]) -> dict[str, bytes]:
         step = self.pending(partition)

@@ -60,17 +60,23 @@ class RedisSessionStore:
 
     holds_states = False  # commits carry serialised states
 
-    def __init__(self, client: Client, prefix: str, user_ttl_s: int | None = None) -> None:
+    def __init__(self, client: Client, prefix: str, user_ttl_s: int | None = None, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
         self.client = client
         self.prefix = prefix
         self.user_ttl_ms = (_user_ttl_s(default_settings()) if user_ttl_s is None else user_ttl_s) * 1000
-        # the journal protocol on a Redis Cluster; None: one MULTI per step
-        self.cluster = ClusterCommits(client, prefix, self.user_ttl_ms) if is_cluster(client) else None
+        # the journal protocol on a Redis Cluster (``wait_*``: [redis] wait_replicas, its
+        # WAIT); None: one MULTI per step
+        self.cluster = None
+        if is_cluster(client):
+            self.cluster = ClusterCommits(client, prefix, self.user_ttl_ms, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
 
     @classmethod
     def from_settings(cls, settings: Settings, prefix: str | None = None) -> RedisSessionStore:
         r = settings.redis
-        return cls(make_client(r), prefix if prefix is not None else r.key_prefix, _user_ttl_s(settings))
+        return cls(
+            make_client(r), prefix if prefix is not None else r.key_prefix, _user_ttl_s(settings),
+            wait_replicas=r.wait_replicas, wait_timeout_ms=r.wait_timeout_ms,
+        )  # fmt: skip
 
     def ledger(self) -> RedisLedgerStore:
         return RedisLedgerStore(self.client, self.prefix)

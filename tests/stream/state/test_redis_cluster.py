@@ -97,3 +97,16 @@ def test_the_engine_gives_the_same_outputs_when_killed_between_slot_writes(redis
     published += [e.id for e in engine.pending_outbox()]
     assert crashes >= 3 and len(want) > 20
     assert published == want  # none lost, none twice, same order
+
+
+def test_wait_replicas_holds_a_step_until_replicas_have_it(redis_cluster_client):
+    """Each primary has one replica: waiting for one succeeds, for two fails the step
+    (retried by the caller), which still reads as committed (W1 reached the primary)."""
+    users = {f"u{i}": b"s" for i in range(50)}  # on every node
+    ok = RedisSessionStore(redis_cluster_client, "t", user_ttl_s=3600, wait_replicas=1, wait_timeout_ms=2000)
+    ok.commit(0, CommitBatch(PartitionMeta(hi=1), users, {"u1": 5}))
+    assert ok.load_users(0, users) == users and not redis_cluster_client.exists(keys.partition_journal("t", 0))
+    strict = RedisSessionStore(redis_cluster_client, "t", user_ttl_s=3600, wait_replicas=2, wait_timeout_ms=50)
+    with pytest.raises(StoreUnavailable, match="WAIT: 1 of 2 replicas"):
+        strict.commit(0, CommitBatch(PartitionMeta(hi=2), {"u1": b"t"}))
+    assert ok.load_partition(0) == PartitionMeta(hi=2)
