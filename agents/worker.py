@@ -21,8 +21,6 @@ from typing import Any, Callable, TypeVar
 
 import faust
 from aiokafka import AIOKafkaProducer
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from intentstream.agents.admin import ensure_topics
 from intentstream.agents.app import Topics, create_app
@@ -35,9 +33,13 @@ from intentstream.stream.engine.watermark import idle_adoptions
 from intentstream.stream.ops.outcomes import OutcomeMeter
 from intentstream.stream.settings import Settings
 from intentstream.stream.state import StoreUnavailable
+from intentstream.stream.state.redis.client import UNAVAILABLE
 
 log = logging.getLogger("intentstream.worker")
 T = TypeVar("T")
+# a store outage: from the stores, or raw from redis-py (the ledger's scripts; a Redis
+# Cluster failing over)
+_OUTAGE: tuple[type[BaseException], ...] = (StoreUnavailable, ConnectionError, TimeoutError, OSError, *UNAVAILABLE)
 
 
 class Pipeline:
@@ -83,7 +85,7 @@ class Pipeline:
         while True:
             try:
                 return await asyncio.to_thread(fn)
-            except (StoreUnavailable, ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
+            except _OUTAGE as exc:
                 self.counters["store_retries"] += 1
                 log.warning("%s: state store unavailable (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
