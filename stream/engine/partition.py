@@ -79,7 +79,7 @@ without events.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,7 +193,9 @@ class PartitionEngine:
         self.roi_paused: frozenset[tuple[str, str]] = frozenset()
         # Write-back cache of decoded user states, equal to what the store holds after the
         # last successful commit (this engine is the partition's only writer while it lives).
-        self._cache: dict[str, tuple[UserState, int | None]] = {}  # user -> (state, due)
+        # an OrderedDict: evicting the oldest of a plain dict (next(iter(d)) after deleting
+        # from its front) scans the deleted slots first, O(evictions) per eviction
+        self._cache: OrderedDict[str, tuple[UserState, int | None]] = OrderedDict()  # user -> (state, due)
 
     # -- steps --
 
@@ -239,7 +241,7 @@ class PartitionEngine:
         except BaseException:
             self._meta = None  # unknown outcome: reload everything from the store next time
             self._tally = None
-            self._cache = {}
+            self._cache = OrderedDict()
             raise
 
     def _run(
@@ -438,13 +440,12 @@ class PartitionEngine:
         self._meta = new_meta
         if self.cache_users > 0:
             for u in touched:  # most recently used last; evict the oldest
-                cache.pop(u, None)
                 cache[u] = (states[u], dues[u])
+                cache.move_to_end(u)
             for u in reread - touched:
                 cache[u] = (states[u], dues[u])
             while len(cache) > self.cache_users:
-                u = next(iter(cache))
-                del cache[u]
+                u = cache.popitem(last=False)[0]
                 if store.holds_states:
                     store.freeze(u)  # type: ignore[attr-defined]  # OfflineSessionStore
         res.segments = segments
