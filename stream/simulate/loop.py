@@ -37,6 +37,7 @@ from typing import Any
 
 from intentstream.stream import codec
 from intentstream.stream.contract.events import parse_ts
+from intentstream.stream.engine.gc_policy import long_lived_state
 from intentstream.stream.engine.partition import PartitionEngine
 from intentstream.stream.engine.partitioning import partition_for
 from intentstream.stream.settings import Settings
@@ -129,6 +130,10 @@ class Simulation:
 
     def run(self, on_step: Callable[[int], None] | None = None) -> SimulationResult:
         """``on_step``: told the event time reached after each step (a progress bar)."""
+        with long_lived_state():  # every simulated user's state stays alive: stream/engine/gc_policy.py
+            return self._loop(on_step)
+
+    def _loop(self, on_step: Callable[[int], None] | None) -> SimulationResult:
         for user in self.users:
             self._push(self.planner.events(user), "planned")
         step = self.world.step_s * 1000
