@@ -36,8 +36,10 @@ from typing import TypeVar
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
+from intentstream.agents.admin import product_topics
 from intentstream.agents.kafka import admin_client
 from intentstream.stream.settings import load_settings
 from tests.agents.test_worker import Deployment, assert_same_as_offline, free_port, trace  # noqa: F401  (trace: a fixture)
@@ -131,6 +133,17 @@ def resumed_everywhere(admin, d: Deployment, ends: dict[int, int]) -> Callable[[
         return len(now) == len(ends) and all(now[p] > end for p, end in ends.items())
 
     return check
+
+
+def test_the_product_topics_have_three_replicas_two_of_them_in_sync(deployment, admin):
+    """``intentstream topics`` with the cluster's settings (``scripts/stack env --cluster``)
+    gives every product topic 3 replicas; an acks=all write needs 2 of them, and a replica
+    that fell out of sync never becomes leader: what the fault tests below rely on."""
+    names = list(product_topics(load_settings(env=deployment.env)))
+    assert {len(p["replica_nodes"]) for desc in admin.describe_topics(names) for p in desc["partitions"]} == {3}
+    wanted = ["min.insync.replicas", "unclean.leader.election.enable"]
+    found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, names[0], wanted)], config_filter="All")
+    assert {k: v["value"] for k, v in found["topic"][names[0]].items() if k in wanted} == {"min.insync.replicas": "2", "unclean.leader.election.enable": "false"}
 
 
 def test_kill_9_the_input_partitions_leader_mid_stream(deployment, admin, kafka_cluster, trace):  # noqa: F811
