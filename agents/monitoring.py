@@ -189,7 +189,22 @@ class WorkerProbe:
             persona=persona,
             breaker=pipe.breaker.state() if getattr(pipe, "breaker", None) is not None else None,
             outcomes=tuple(pipe.outcomes.summary()) if getattr(pipe, "outcomes", None) is not None else (),
+            roi_paused=roi_paused(engines.values()),
         )
+
+
+def roi_paused(engines: Iterable[Any]) -> dict[tuple[str, str], int]:
+    """Every arm of the strategy policy -> the engines (partitions) on which the ROI guard
+    pauses it; arms paused nowhere count 0, so the series exists before the first pause."""
+    engines = list(engines)
+    policy = next((e.decider.policy for e in engines if getattr(getattr(e, "decider", None), "policy", None) is not None), None)
+    if policy is None:
+        return {}
+    out = dict.fromkeys(policy.all_arms(), 0)
+    for e in engines:
+        for arm in getattr(e, "roi_paused", ()):
+            out[arm] = out.get(arm, 0) + 1
+    return out
 
 
 # --------------------------------------------------------------------------- reporter

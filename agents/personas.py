@@ -4,7 +4,7 @@
 River models cannot be merged, so one process learns (``docs/personas.md``). Any number
 of :class:`PersonaWriter` may run — ``intentstream personas`` processes, or one inside
 each worker (:func:`start_in_worker`) — and a Redis lease
-(:class:`~intentstream.stream.state.redis.lease.RedisWriterLease`, ``P:pers:writer``)
+(:class:`~intentstream.stream.state.redis.lease.RedisWriterLease`, ``P:{pers}:writer``)
 decides which one: the holder renews it every ``lease_renew_s``; the others retry every
 ``acquire_interval_s`` as hot standby and take over within about ``lease_ttl_s`` of a
 crash. A graceful stop checkpoints, then releases the lease, so a standby takes over at

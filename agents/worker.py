@@ -21,8 +21,6 @@ from typing import Any, Callable, TypeVar
 
 import faust
 from aiokafka import AIOKafkaProducer
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from intentstream.agents.admin import ensure_topics
 from intentstream.agents.app import Topics, create_app
@@ -30,13 +28,18 @@ from intentstream.agents.breaker import Breaker
 from intentstream.agents.kafka import aiokafka_options, kafka_python_options
 from intentstream.agents.outbox import ID_HEADER, already_published
 from intentstream.stream.engine.partitioning import partition_for
+from intentstream.stream.engine.gc_policy import tune_for_long_lived_state
 from intentstream.stream.engine.watermark import idle_adoptions
 from intentstream.stream.ops.outcomes import OutcomeMeter
 from intentstream.stream.settings import Settings
 from intentstream.stream.state import StoreUnavailable
+from intentstream.stream.state.redis.client import UNAVAILABLE
 
 log = logging.getLogger("intentstream.worker")
 T = TypeVar("T")
+# a store outage: from the stores, or raw from redis-py (the ledger's scripts; a Redis
+# Cluster failing over)
+_OUTAGE: tuple[type[BaseException], ...] = (StoreUnavailable, ConnectionError, TimeoutError, OSError, *UNAVAILABLE)
 
 
 class Pipeline:
@@ -82,7 +85,7 @@ class Pipeline:
         while True:
             try:
                 return await asyncio.to_thread(fn)
-            except (StoreUnavailable, ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
+            except _OUTAGE as exc:
                 self.counters["store_retries"] += 1
                 log.warning("%s: state store unavailable (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
@@ -271,6 +274,7 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
 def run(settings: Settings, loglevel: str | None = None) -> int:
     """``intentstream worker``: create topics, then run until SIGTERM/SIGINT (graceful)."""
     ensure_topics(settings)
+    tune_for_long_lived_state()  # the engines' caches are long-lived: stream/engine/gc_policy.py
     app, _topics = build(settings)
     worker = faust.Worker(app, loglevel=loglevel or settings.worker.log_level, override_logging=True)
     worker.execute_from_commandline()

@@ -21,8 +21,18 @@ JSONDecodeError = orjson.JSONDecodeError
 
 
 def dumps(value: Any) -> bytes:
-    """Serialize to compact JSON bytes with sorted keys."""
-    return orjson.dumps(value, option=_DUMP_OPTIONS)
+    """Serialize to compact JSON bytes with sorted keys, in a right-sized ``bytes``.
+
+    orjson (3.12 and later) returns ``bytes`` whose allocation is at least 4 KiB whatever
+    their length, and never shrinks it; the product keeps many small payloads for long
+    (user states and ledger records in the in-memory stores, outbox entries): 4 KiB each
+    made an offline replay of a million users hold 5 GB. The copy costs ~0.2 µs.
+
+    >>> import sys
+    >>> sys.getsizeof(dumps([1])) < 64
+    True
+    """
+    return bytes(memoryview(orjson.dumps(value, option=_DUMP_OPTIONS)))
 
 
 def dumps_line(value: Any) -> bytes:

@@ -76,9 +76,33 @@ class RedisSettings(SettingsSection):
     password: str
     key_prefix: str
     socket_timeout_s: float
+    wait_replicas: int
+    wait_timeout_ms: int
+
+    @property
+    def cluster(self) -> bool:
+        """Whether ``url`` names a node of a Redis Cluster (``redis+cluster://``,
+        ``rediss+cluster://``) rather than a standalone Redis.
+
+        >>> RedisSettings.defaults(url="redis+cluster://127.0.0.1:17000").cluster
+        True
+        """
+        return cluster_url(self.url) is not None
 
     def __repr__(self) -> str:
         return f"RedisSettings(url={self.url.split('@')[-1]!r}, key_prefix={self.key_prefix!r})"
+
+
+def cluster_url(url: str) -> str | None:
+    """The plain ``redis://``/``rediss://`` URL of a cluster URL, None for any other.
+
+    >>> cluster_url("rediss+cluster://:pw@node1:7000"), cluster_url("redis://h:6379/0")
+    ('rediss://:pw@node1:7000', None)
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("redis+cluster", "rediss+cluster"):
+        return f"{scheme.lower().split('+')[0]}://{rest}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -122,6 +146,8 @@ class SessionSettings(SettingsSection):
     user_ttl_days: int
     batch_size: int
     engine_cache_users: int
+    offline_jobs: int
+    offline_parallel_after_events: int
 
 
 @dataclass(frozen=True)

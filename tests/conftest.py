@@ -31,6 +31,11 @@ Integration tests carry ``@pytest.mark.integration`` and use these fixtures:
     A fresh, empty Redis database number of its own (flushed before and after):
     ``redis_db.number``, ``redis_db.url``, ``redis_db.client``; ``redis_client`` is that
     ``redis.Redis`` client (decode_responses=False).
+``redis_cluster`` (session) / ``redis_cluster_client`` (function)
+    The local Redis Cluster (``scripts/stack up --cluster --redis-only``; stopped at the end
+    only if started here): its ``info`` dict (``url``, ``nodes``); and a ``RedisCluster``
+    client on it, every primary flushed before and after the test (a cluster has one
+    database: tests using it do not run concurrently with each other).
 
 Set ``INTENTSTREAM_SKIP_INTEGRATION=1`` (or pass ``--skip-integration``) to skip the
 integration tests for a quick local run; by default they run. The stack's ports and
@@ -232,12 +237,9 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         with _leases_lock(state_dir) as leases:
             (leases / me).unlink(missing_ok=True)
             if owned_file.exists() and not _live_leases(leases):
-                owned = owned_file.read_text().split()
-                if set(owned) >= {"kafka", "redis"}:
-                    run_stack("down", check=False)
-                else:
-                    for service in owned:
-                        run_stack("down", f"--{service}-only", check=False)
+                # each service on its own: a plain `down` would stop the Redis Cluster too
+                for service in owned_file.read_text().split():
+                    run_stack("down", f"--{service}-only", check=False)
                 owned_file.unlink(missing_ok=True)
 
 
@@ -373,3 +375,45 @@ def redis_db(stack: Stack) -> Iterator[RedisDB]:
 @pytest.fixture
 def redis_client(redis_db: RedisDB):
     return redis_db.client
+
+
+# --------------------------------------------------------------------------- redis cluster
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The local Redis Cluster; started if needed, stopped at the end only if started here
+    (by the last of concurrent sessions, as for ``stack``)."""
+    if _skip_integration(request.config):
+        pytest.skip(f"integration tests skipped ({SKIP_ENV})")
+    state_dir = Path(stack_info()["state_dir"])
+    owned_file = state_dir / "pytest-owned-redis-cluster"
+    me = f"{os.getpid()}"
+    with _leases_lock(state_dir) as leases:
+        if not stack_info()["redis_cluster"]["up"]:
+            run_stack("up", "--cluster", "--redis-only", "-q")
+            owned_file.write_text("redis-cluster\n")
+        (leases / me).write_text("")
+    try:
+        yield stack_info()["redis_cluster"]
+    finally:
+        with _leases_lock(state_dir) as leases:
+            if owned_file.exists() and not [lease for lease in _live_leases(leases) if lease.name != me]:
+                run_stack("down", "--cluster", "--redis-only", check=False)  # not the Kafka cluster
+                owned_file.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def redis_cluster_client(redis_cluster: dict[str, Any]) -> Iterator[Any]:
+    from redis.cluster import RedisCluster
+
+    from intentstream.stream.settings import cluster_url
+
+    client = RedisCluster.from_url(cluster_url(redis_cluster["url"]) or redis_cluster["url"])
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):  # a node may be down after a fault test
+            client.flushall(target_nodes=RedisCluster.PRIMARIES)
+        client.close()

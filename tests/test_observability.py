@@ -221,6 +221,8 @@ def test_the_snapshot_exposes_every_documented_metric(exposition, exposed):
     assert {"intentstream_worker_info", "intentstream_ops_send_failures_total", "intentstream_persona_store_retries_total"} <= exposed
     assert 'intentstream_breaker_held{channel="push",cause="rate"}' in exposition
     assert 'intentstream_alert_firing{alert="store_unavailable",subject=""} 1' in exposition
+    # every arm of the strategy policy, paused on no partition of this small trace
+    assert 'intentstream_roi_guard_paused{trigger="churn_risk",arm="winback_whats_new"} 0' in exposition
 
 
 # --------------------------------------------------------------------------- PromQL metric names
@@ -376,8 +378,13 @@ def test_grafana_dashboard(exposed):
     for wanted in ("intentstream_events_total", "intentstream_partition_lag", "intentstream_partition_watermark_seconds",
                    "intentstream_decisions_total", "intentstream_invalid_total", "intentstream_store_retries_total",
                    "intentstream_outcome_conversion_rate", "intentstream_outcome_uplift", "intentstream_outcomes_total",
-                   "intentstream_breaker_open", "intentstream_breaker_held", "intentstream_alert_firing"):  # fmt: skip
+                   "intentstream_breaker_open", "intentstream_breaker_held", "intentstream_alert_firing",
+                   "intentstream_roi_guard_paused"):  # fmt: skip
         assert wanted in used, wanted
+    # panels do not overlap on Grafana's 24-column grid (a collapsed row's panels aside)
+    cells = Counter((x, y) for p in dash["panels"] for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
+                    for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"]))  # fmt: skip
+    assert max(cells.values()) == 1 and all(x < 24 for x, _ in cells)
     decisions = [e for _, e in exprs if "intentstream_decisions_total" in e]
     assert any(re.search(r"by \(trigger, status\)", e) for e in decisions)
 

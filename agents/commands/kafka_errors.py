@@ -3,10 +3,10 @@ not a traceback."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.settings import Settings
 
 
@@ -17,5 +17,4 @@ def with_kafka_errors(command: str, settings: Settings, fn: Callable[[], Any]) -
     try:
         return fn()
     except KafkaError as exc:
-        print(f"{command}: Kafka at {settings.kafka.bootstrap_servers}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return error(command, f"Kafka at {settings.kafka.bootstrap_servers}: {type(exc).__name__}: {exc}", status=1)

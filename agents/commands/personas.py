@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.settings import Settings, load_settings
 
 
@@ -47,8 +48,7 @@ async def serve(settings: Settings, owner: str | None = None) -> int:
     try:
         await writer.run(stop)
     except CheckpointError as exc:
-        print(f"intentstream personas: {exc}", file=sys.stderr)
-        return 2
+        return error("personas", exc)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -38,6 +38,7 @@ from intentstream.stream import codec
 from intentstream.stream.cli import positive_float, positive_int
 from intentstream.stream.cli.offline_files import add_order_args, measured_lines, read_lines
 from intentstream.stream.cli.progress import Progress, human_bytes
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.contract.dead_letter import dead_letter_record
 from intentstream.stream.contract.events import Event, Rejection
 from intentstream.stream.engine.disorder import DisorderError, DisorderMeter
@@ -318,8 +319,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         stats = with_kafka_errors("replay", settings, lambda: replay_to_kafka(settings, args.file, opts))
     except ReplayError as exc:
-        print(f"replay: {exc}", file=sys.stderr)
-        return 2
+        return error("replay", exc)
     if isinstance(stats, int):
         return stats
     if stats.disorder is not None:  # intentstream.stream.cli.main prints it, exit status 2
@@ -339,12 +339,8 @@ def _run_offline(args: argparse.Namespace) -> int:
     try:
         from intentstream.stream.cli.replay_offline import run as run_offline
     except ImportError as exc:
-        print(
-            f"replay --offline: the offline engine run is not available in this build ({exc}); "
-            f"expected intentstream.stream.cli.replay_offline.run(args)",
-            file=sys.stderr,
-        )
-        return 2
+        return error("replay", f"--offline: the offline engine run is not available in this build ({exc}); "
+                               "expected intentstream.stream.cli.replay_offline.run(args)")  # fmt: skip
     return int(run_offline(args) or 0)
 
 

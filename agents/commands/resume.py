@@ -19,6 +19,7 @@ import sys
 from typing import TextIO
 
 from intentstream.stream.cli import non_negative_int
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.settings import Settings, load_settings
 
 
@@ -67,8 +68,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         state = read_state(store.client, store.prefix)
         held = held_by_partition(store, range(settings.topics.partitions), channel_of_topic(settings))
     except (ConnectionError, OSError, RedisError) as exc:
-        print(f"intentstream resume: Redis unavailable: {exc}", file=sys.stderr)
-        return 1
+        return error("resume", f"Redis unavailable: {exc}", status=1)
     total = describe(settings, state, held, args.show, out)
     if args.dry_run:
         verb = "discard" if args.discard else "release"

@@ -18,6 +18,7 @@ from intentstream.agents.commands.topic_reading import TopicNotFound, assign_par
 from intentstream.agents.kafka import make_consumer
 from intentstream.stream import codec
 from intentstream.stream.cli import positive_float
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.cli.terminal import isatty
 from intentstream.stream.contract.events import format_ts
 from intentstream.stream.settings import Settings, default_settings, load_settings
@@ -289,8 +290,7 @@ def stats(
         try:
             tps = assign_partitions(consumer, topic)
         except TopicNotFound as exc:
-            print(f"stats: {exc}", file=sys.stderr)
-            return 2
+            return error("stats", exc)
         end = seek_last(consumer, tps, history)
         while not reached(consumer, end):
             _feed(board, consumer, 200)

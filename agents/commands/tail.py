@@ -18,6 +18,7 @@ from intentstream.agents.kafka import make_consumer
 from intentstream.agents.topic_names import SHORT_NAMES, resolve_topic
 from intentstream.stream import codec
 from intentstream.stream.cli import non_negative_int, positive_int
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.cli.terminal import use_colour
 from intentstream.stream.contract.events import format_ts
 from intentstream.stream.settings import Settings, load_settings
@@ -105,8 +106,7 @@ def tail(settings: Settings, topic: str, opts: TailOptions = TailOptions(), out:
         try:
             tps = assign_partitions(consumer, topic, opts.partition)
         except TopicNotFound as exc:
-            print(f"tail: {exc}", file=sys.stderr)
-            return 2
+            return error("tail", exc)
         end = seek_last(consumer, tps, None if opts.from_beginning else opts.last)
         printer = Printer(out, opts.raw, use_colour(out) and not opts.raw)
         try:

@@ -31,7 +31,10 @@ from typing import Any
 
 from intentstream.stream import codec
 from intentstream.stream.cli import non_negative_int, positive_int
+from intentstream.stream.cli import tables
 from intentstream.stream.cli.offline_files import add_order_args, offline_runner, open_input, summary
+from intentstream.stream.cli.tables import Block, Table
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.decisions.strategies import CatalogueError, catalogue_from_settings
 from intentstream.stream.outcomes.backtest import COUNTS, EXAMPLES, FinalDecision, compare, final_decisions
 from intentstream.stream.outcomes.uplift import UpliftTable
@@ -101,16 +104,14 @@ def replay(args: argparse.Namespace, settings: Settings, name: str) -> list[Fina
     started = time.perf_counter()
     with open_input(args.file, args.sort, progress="backtest: ") as lines:
         audit = [codec.loads(payload) for topic, payload in runner.run(lines) if topic == audit_topic]
-    print(f"{name}: ", end="", file=sys.stderr)
-    summary(runner, time.perf_counter() - started)
+    summary(runner, time.perf_counter() - started, prefix=f"{name}: ")
     return final_decisions(audit)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.file == "-" or not Path(args.file).is_file():
         why = "must be a file (it is read once per policy)" if args.file == "-" else "no such file"
-        print(f"intentstream backtest: {args.file}: {why}", file=sys.stderr)
-        return 2
+        return error("backtest", f"{args.file}: {why}")
     try:
         current = load_settings(args.config)
         base = with_policy(current, args.baseline) if args.baseline else current
@@ -119,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
         for settings in (base, cand):  # a bad catalogue fails now, not after the first pass
             catalogue_from_settings(settings)
     except (SettingsError, CatalogueError, ValueError) as exc:  # TOMLDecodeError is a ValueError
-        print(f"intentstream backtest: {exc}", file=sys.stderr)
-        return 2
+        return error("backtest", exc)
     labels = {
         "baseline": args.baseline or ("current settings" + (f" ({args.config})" if args.config else "")),
         "candidate": args.candidate,
@@ -130,8 +130,13 @@ def run(args: argparse.Namespace) -> int:
     result["history"] = args.file
     if args.format == "json":
         text = codec.dumps(result).decode()
+    elif args.format == "md":
+        text = render_markdown(result)
+    elif not args.out or args.out == "-":  # rich tables on a terminal, else render_text's bytes
+        tables.write(text_blocks(result))
+        return 0
     else:
-        text = render_markdown(result) if args.format == "md" else render_text(result)
+        text = render_text(result)
     if args.out and args.out != "-":
         Path(args.out).write_text(text + "\n", encoding="utf-8")
     else:
@@ -177,20 +182,22 @@ def _uplift_lines(u: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
 
 def render_text(r: Mapping[str, Any]) -> str:
     """The report as plain text (fixed-width tables)."""
+    return "\n".join(tables.plain(text_blocks(r)))
+
+
+def text_blocks(r: Mapping[str, Any]) -> list[Block]:
+    """The text report's lines and tables (rich tables on a terminal, else :func:`render_text`)."""
     pb, pc, diff = r["policies"]["baseline"], r["policies"]["candidate"], r["difference"]
-    out = [f"backtest of {r['history']}", f"  baseline:  {pb['source']}", f"  candidate: {pc['source']}", ""]
-    out.append(f"{'':<44} {'baseline':>9} {'candidate':>9} {'difference':>10}")
-    for k in COUNTS:
-        out.append(f"{COUNT_LABELS[k]:<44} {pb['counts'][k]:>9} {pc['counts'][k]:>9} {_n(diff['counts'][k]):>10}")
+    policies = ("baseline", "candidate", "difference")
+    out: list[Block] = [f"backtest of {r['history']}", f"  baseline:  {pb['source']}", f"  candidate: {pc['source']}", ""]
+    counts = [(COUNT_LABELS[k], str(pb["counts"][k]), str(pc["counts"][k]), _n(diff["counts"][k])) for k in COUNTS]
+    out.append(Table(("", *policies), counts, widths=(44, 9, 9, 10), right=(1, 2, 3)))
     if diff["reasons"]:
-        out += ["", "final reasons"]
-        for reason, d in diff["reasons"].items():
-            out.append(f"  {reason:<42} {pb['reasons'].get(reason, 0):>9} {pc['reasons'].get(reason, 0):>9} {_n(d):>10}")
-    out += ["", "decisions by trigger x channel x final status"]
-    out.append(f"  {'trigger':<24} {'channel':<8} {'status':<10} {'baseline':>9} {'candidate':>9} {'difference':>10}")
-    for row in diff["rows"]:
-        out.append(f"  {row['trigger']:<24} {row['channel']:<8} {row['status']:<10} "
-                   f"{row['baseline']:>9} {row['candidate']:>9} {_n(row['difference']):>10}")  # fmt: skip
+        reasons = [(reason, str(pb["reasons"].get(reason, 0)), str(pc["reasons"].get(reason, 0)), _n(d)) for reason, d in diff["reasons"].items()]
+        out += ["", Table(("final reason", *policies), reasons, widths=(42, 9, 9, 10), right=(1, 2, 3), indent=2, header=False, title="final reasons")]
+    rows = [(row["trigger"], row["channel"], row["status"], str(row["baseline"]), str(row["candidate"]), _n(row["difference"])) for row in diff["rows"]]
+    out += ["", Table(("trigger", "channel", "status", *policies), rows, widths=(24, 8, 10, 9, 9, 10), right=(3, 4, 5), indent=2,
+                      title="decisions by trigger x channel x final status")]  # fmt: skip
     out += ["", f"users whose decisions differ: {r['users_differ']}"]
     for ex in r["examples"]:
         out.append(f"  {ex['user_id']}")
@@ -198,12 +205,11 @@ def render_text(r: Mapping[str, Any]) -> str:
             out.append(f"    {name}:")
             out += [f"      {_decision(d)}" for d in ex[name]] or ["      (no decision)"]
     if r["uplift"]:
-        out += ["", f"expected incremental conversions ({r['uplift']['baseline']['label']})"]
-        out.append(f"  {'':<48} {'baseline':>9} {'candidate':>9} {'difference':>10}")
-        out += [f"  {a:<48} {b:>9} {c:>9} {d:>10}" for a, b, c, d in _uplift_lines(r["uplift"])]
+        out += ["", Table(("", *policies), _uplift_lines(r["uplift"]), widths=(48, 9, 9, 10), right=(1, 2, 3), indent=2,
+                          title=f"expected incremental conversions ({r['uplift']['baseline']['label']})")]  # fmt: skip
     out += ["", "what a backtest can and cannot tell"]
     out += [f"  - {c}" for c in r["caveats"]]
-    return "\n".join(out)
+    return out
 
 
 def _md(text: Any) -> str:

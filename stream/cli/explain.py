@@ -28,6 +28,7 @@ import sys
 from intentstream.stream import codec
 from intentstream.stream.cli import positive_int
 from intentstream.stream.cli.offline_files import add_order_args, offline_runner, open_input
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.explain.html import render_html
 from intentstream.stream.explain.story import explain
 from intentstream.stream.explain.text import render_text
@@ -52,8 +53,7 @@ def _trace(args: argparse.Namespace, settings: Settings) -> UserTrace | int:
         try:
             trace = trace_live(settings, args.user_id, args.since)
         except LiveUnavailable as exc:
-            print(f"explain: {exc}", file=sys.stderr)
-            return 2
+            return error("explain", exc)
         where = "Kafka or Redis"
     else:
         runner = offline_runner(args, settings, args.partitions)
@@ -61,19 +61,16 @@ def _trace(args: argparse.Namespace, settings: Settings) -> UserTrace | int:
             with open_input(args.input, args.sort) as lines:
                 trace = trace_offline(lines, args.user_id, settings, runner, source=f"{args.input}, offline engine, {runner.partitions} partitions")
         except OSError as exc:
-            print(f"explain: cannot read {args.input}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+            return error("explain", f"cannot read {args.input}: {exc.strerror or exc}")
         where = args.input
     if not trace.known:
-        print(f"explain: no events or decisions for user {args.user_id!r} in {where}", file=sys.stderr)
-        return 1
+        return error("explain", f"no events or decisions for user {args.user_id!r} in {where}", status=1)
     return trace
 
 
 def run(args: argparse.Namespace) -> int:
     if bool(args.input) == bool(args.live):
-        print("explain: give --input CLICKSTREAM.jsonl or --live (one of them)", file=sys.stderr)
-        return 2
+        return error("explain", "give --input CLICKSTREAM.jsonl or --live (one of them)")
     settings = load_settings(args.explain_config or args.config)
     trace = _trace(args, settings)
     if isinstance(trace, int):

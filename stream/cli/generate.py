@@ -10,6 +10,7 @@ from typing import BinaryIO, Iterator
 
 from intentstream.stream import codec
 from intentstream.stream.cli import positive_int, share
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.synth.clickstream import generate_lines
 from intentstream.stream.synth.config import ORDERS, GenerationStats, GeneratorConfig
 
@@ -77,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
             order=args.order,
         )
     except ValueError as exc:
-        print(f"intentstream generate: {exc}", file=sys.stderr)
-        return 2
+        return error("generate", exc)
     stats = GenerationStats(collect_truth=bool(args.truth))
     started = time.perf_counter()
     if args.out == "-":

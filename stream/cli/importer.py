@@ -20,6 +20,10 @@ this module reads the file, shows progress, sorts, writes and summarises.
   time = event time, idempotent producer, its summary), from ``--out`` when given, else
   from a temporary file. The worker reading that topic must read the contract
   (``[events] input_format = "contract"``).
+* **The summary** (rows read, events imported by type, users, time span, rejected rows by
+  reason, dropped rows by type, where the events went) is an aligned table on standard
+  error (:mod:`intentstream.stream.cli.tables`); ``--json`` makes it one JSON object
+  instead, on standard output — on standard error when the events go there (``--out -``).
 * User mistakes (a missing file, an unknown format, a bad mapping, a CSV header without
   a mapped column) are one line on standard error, exit status 2.
 """
@@ -35,8 +39,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import BinaryIO
 
+from intentstream.stream import codec
+from intentstream.stream.cli import tables
 from intentstream.stream.cli.progress import Progress
+from intentstream.stream.cli.tables import Block, Table
 from intentstream.stream.cli.sort_by_time import sort_by_time
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.ingest.convert import ImportTally, convert
 from intentstream.stream.ingest.mapping import MappingError
 from intentstream.stream.ingest.presets import FORMATS, PRESETS, load_mapping
@@ -65,6 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dead-letter", metavar="FILE",
                    help="rejected rows, with reasons (default: EVENTS.rejected.jsonl beside --out, "
                         "else <input name>.rejected.jsonl here)")  # fmt: skip
+    p.add_argument("--json", action="store_true",
+                   help="the summary as one JSON object on stdout (on stderr with --out -), not a table on stderr")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -72,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except MappingError as exc:
-        print(f"{COMMAND}: {exc}", file=sys.stderr)
-        return 2
+        return error("import", exc)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -105,14 +114,48 @@ def _run(args: argparse.Namespace) -> int:
             with open(path, "wb") as out:
                 written = _write(ordered, out, tally.events)
         elapsed = time.monotonic() - started
-        print(f"import {args.file} ({args.format}) -> {args.out or 'Kafka'}: {tally.rows / max(elapsed, 1e-9):,.0f} rows/s, "
-              f"{elapsed:.1f}s", file=sys.stderr)  # fmt: skip
-        print("\n".join(tally.summary()), file=sys.stderr)
-        print(f"  dead letters {dead_letter}", file=sys.stderr)
         assert written == tally.events
-        if settings is None:
-            return 0
-        return _to_kafka(settings, path, args.topic)
+        output = ", ".join(o for o in (args.out if args.out != "-" else "stdout", "Kafka" if args.to_kafka else None) if o)
+        report: dict[str, object] = {"input": args.file, "format": args.format, "output": output, "dead_letter": dead_letter,
+                                     **tally.to_dict(), "elapsed_s": round(elapsed, 3)}  # fmt: skip
+        # the summary goes to stderr when the events go to stdout, and so does the JSON then
+        where = sys.stderr if args.out == "-" or not args.json else sys.stdout
+        if not args.json:
+            tables.write(summary(tally, f"import {args.file} ({args.format}) -> {output}", elapsed, dead_letter), where)
+        status = 0 if settings is None else _to_kafka(settings, path, args.topic, report if args.json else None)
+        if args.json:
+            where.write(codec.dumps_line(report).decode())
+            where.flush()
+        return status
+
+
+def summary(tally: ImportTally, head: str, elapsed: float, dead_letter: str, top: int = 8) -> list[Block]:
+    """The human summary: a head line, the counts, then the rejected rows by reason and
+    the dropped rows by source type (the ``top`` most common)."""
+    types = ", ".join(f"{t} {n:,}" for t, n in tally.types.most_common(top))
+    first_last = tally.span()
+    span = "-"
+    if first_last is not None and tally.first_ts_ms is not None and tally.last_ts_ms is not None:
+        span = f"{first_last[0]} .. {first_last[1]} ({(tally.last_ts_ms - tally.first_ts_ms) / 86_400_000:,.1f} days)"
+    counts = [
+        ("rows read", f"{tally.rows:,}", ""),
+        ("imported", f"{tally.events:,}", f"events: {types}" if types else "events"),
+        ("users", f"{len(tally.users):,}", ""),
+        ("time span", "", span),
+        ("rejected", f"{sum(tally.rejected.values()):,}", f"rows, dead-lettered to {dead_letter}"),
+        ("dropped", f"{sum(tally.skipped.values()):,}", "rows of types the mapping does not carry"),
+    ]
+    blocks: list[Block] = [
+        f"{head}: {tally.rows / max(elapsed, 1e-9):,.0f} rows/s, {elapsed:.1f}s",
+        Table(("", "", ""), counts, widths=(9, None, None), right=(1,), indent=2, header=False, rstrip=True),
+    ]
+    why = [("rejected", reason[:40], f"{n:,}") for reason, n in sorted(tally.rejected.items())]
+    why += [("dropped", kind[:40], f"{n:,}") for kind, n in tally.skipped.most_common(top)]
+    if len(tally.skipped) > top:
+        why.append(("dropped", f"... and {len(tally.skipped) - top:,} more types", ""))
+    if why:
+        blocks.append(Table(("", "reason or type", "rows"), why, widths=(9, None, None), right=(2,), indent=2, header=False, rstrip=True))
+    return blocks
 
 
 def default_dead_letter(source: str, out: str | None) -> str:
@@ -173,7 +216,9 @@ def _write(ordered: Iterable[tuple[int, bytes]], out: BinaryIO, total: int) -> i
     return n
 
 
-def _to_kafka(settings: Settings, path: str, topic: str | None) -> int:
+def _to_kafka(settings: Settings, path: str, topic: str | None, report: dict[str, object] | None) -> int:
+    """Send the events; the sending summary on stdout, or, with ``report`` (``--json``), in
+    it under ``kafka`` with the text on stderr."""
     from intentstream.agents.commands.kafka_errors import with_kafka_errors
     from intentstream.agents.commands.replay import ReplayError, ReplayOptions, replay_to_kafka
     from intentstream.agents.topic_names import resolve_topic
@@ -183,13 +228,14 @@ def _to_kafka(settings: Settings, path: str, topic: str | None) -> int:
         print(f"{COMMAND}: warning: these settings say the worker reads [events] input_format = "
               f"{settings.events.input_format!r}; the imported events are in the contract format", file=sys.stderr)  # fmt: skip
     try:
-        stats = with_kafka_errors("import --to-kafka", settings, lambda: replay_to_kafka(settings, path, opts))
+        stats = with_kafka_errors("import", settings, lambda: replay_to_kafka(settings, path, opts))
     except ReplayError as exc:
-        print(f"{COMMAND}: {exc}", file=sys.stderr)
-        return 2
+        return error("import", exc)
     if isinstance(stats, int):
         return stats
-    print(stats.summary())
+    print(stats.summary(), file=sys.stdout if report is None else sys.stderr)
+    if report is not None:
+        report["kafka"] = {"topic": stats.topic, "sent": stats.sent, "acked": stats.acked, "ok": stats.ok}
     if stats.interrupted:
         return 130
     return 0 if stats.ok else 1

@@ -23,11 +23,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from intentstream.stream.cli import tables
 from intentstream.stream.cli.progress import Progress
+from intentstream.stream.cli.tables import Block, Table
 from intentstream.stream.cli.sort_by_time import sort_by_time
 from intentstream.stream.contract.dead_letter import iter_lines
 from intentstream.stream.contract.events import Event, Rejection, parse_event
@@ -152,16 +154,19 @@ def drive(
                 runner.dead_letter.close()
 
 
-def summary(runner: OfflineRunner, elapsed: float) -> None:
-    """The run's counts on stderr: lines, events, late, duplicates, rejections by reason."""
+def summary(runner: OfflineRunner, elapsed: float, prefix: str = "", more: Sequence[Block] = ()) -> None:
+    """The run's counts on stderr: lines, events, late, duplicates, rejections by reason
+    (a table on a terminal), then ``more`` (the caller's tables)."""
     c = runner.counters
     rejected = sum(runner.invalid.values())
     lines = c["events"] + rejected
-    print(
-        f"{lines} lines, {c['events']} events ({c['late']} late, {c['duplicates']} duplicates), "
+    head = (
+        f"{prefix}{lines} lines, {c['events']} events ({c['late']} late, {c['duplicates']} duplicates), "
         f"{rejected} rejected, {c['segments']} segments, {c['decisions']} decisions, {runner.partitions} partitions, "
-        f"{elapsed:.2f}s ({lines / max(elapsed, 1e-9):,.0f} events/s)",
-        file=sys.stderr,
+        f"{elapsed:.2f}s ({lines / max(elapsed, 1e-9):,.0f} events/s)"
     )
-    for reason, n in sorted(runner.invalid.items()):
-        print(f"  rejected {reason:<20} {n}", file=sys.stderr)
+    reasons = [("rejected", reason, str(n)) for reason, n in sorted(runner.invalid.items())]
+    blocks: list[Block] = [head]
+    if reasons:
+        blocks.append(Table(("", "reason", "lines"), reasons, widths=(8, 20, 0), right=(2,), indent=2, header=False))
+    tables.write([*blocks, *more], sys.stderr)

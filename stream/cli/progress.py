@@ -1,14 +1,32 @@
-"""The progress line a long command (``replay --to-kafka``, ``--sort``, the offline file
-commands as they read their input) keeps up to date on standard error: redrawn on a
-terminal, a line every few seconds otherwise."""
+"""The progress bar a long command (``replay --offline`` / ``--to-kafka``, ``segments``,
+``import``, ``report --input``, ``backtest``, ``simulate``, ``--sort``) keeps up to date
+on standard error, drawn by ``rich``: a maintained library gets widths, redraws,
+colours and odd terminals right where a hand-written ``\\r`` line did not.
+
+It is shown only where a person watches: on a terminal (never in a pipe or a CI log, so
+logs stay clean), unless ``--no-progress`` (every command takes it) or ``NO_COLOR`` /
+``TERM=dumb`` ask for a plain terminal (``rich`` then leaves animation out). It never
+writes to standard output, so what a command writes there is byte-for-byte the same
+with or without it. Nothing is drawn for a command that ends within its first
+``delay`` seconds, and the bar is erased when it ends (the command's summary follows).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from intentstream.stream.cli.terminal import isatty
+
+#: False after ``--no-progress`` (:func:`configure`, called by :func:`intentstream.stream.cli.main`).
+_SHOW = True
+
+
+def configure(show: bool) -> None:
+    """Show progress bars (on a terminal) or never; the command line's ``--no-progress``."""
+    global _SHOW
+    _SHOW = show
 
 
 def human_bytes(n: float) -> str:
@@ -24,24 +42,28 @@ def human_bytes(n: float) -> str:
 
 
 class Progress:
-    """A progress line on a stream: redrawn with ``\\r`` at most every ``tty_every`` s
-    on a terminal, else printed as a line every ``line_every`` s. ``label`` starts the
-    line; ``unit`` names what is counted; with ``total`` the count shows ``n of total``.
+    """A progress bar on ``stream`` (standard error in the commands). ``label`` starts it;
+    ``unit`` names what is counted; with ``total`` (a count) or ``total_bytes`` (the
+    input's size) it has a bar and an estimate of the time left, else it counts. ``tty``
+    overrides the terminal check (tests). :meth:`update` is cheap: one clock read, and a
+    redraw at most every ``every`` s; a disabled one does nothing at all.
 
     >>> import io
     >>> Progress(io.StringIO(), clock=lambda: 2.0, label="sort: ", unit="lines", total=40).text(10, 2048, 4.0)
-    'sort: 10 of 40 lines (25%)  5 lines/s  2.0 KiB  2.0s'
+    'sort: 10 of 40 lines  5 lines/s  2.0 KiB'
     >>> Progress(io.StringIO(), clock=lambda: 0.0, label="read: ", unit="lines", total_bytes=8192).text(10, 2048, 2.0)
-    'read: 10 lines  5 lines/s  2.0 KiB of 8.0 KiB (25%)  2.0s'
+    'read: 10 lines  5 lines/s  2.0 KiB of 8.0 KiB'
+    >>> Progress(io.StringIO()).on   # not a terminal: off
+    False
     """
 
     def __init__(
         self,
-        stream: TextIO,
+        stream: TextIO | None,
         clock: Callable[[], float] = time.monotonic,
         tty: bool | None = None,
-        tty_every: float = 0.25,
-        line_every: float = 10.0,
+        every: float = 0.2,
+        delay: float = 0.5,
         *,
         label: str = "",
         unit: str = "events",
@@ -50,42 +72,57 @@ class Progress:
     ) -> None:
         self.stream = stream
         self.clock = clock
-        self.tty = isatty(stream) if tty is None else tty
-        self.every = tty_every if self.tty else line_every
+        self.on = stream is not None and _SHOW and (isatty(stream) if tty is None else tty)
+        self.every = every
         self.started = clock()
-        self.last = self.started
-        self.drawn = False
+        self.next = self.started + delay  # first draw: short commands show nothing
         self.label, self.unit, self.total, self.total_bytes = label, unit, total, total_bytes
+        self.bar: Any = None  # the rich Progress, made at the first draw
+        self.task: Any = None
 
-    def text(self, events: int, nbytes: int, now: float) -> str:
+    def text(self, count: int, nbytes: int, now: float) -> str:
+        """The counts beside the bar (rich adds the bar, the share and the time)."""
         elapsed = max(now - self.started, 1e-9)
-        count = f"{events:,}"
-        if self.total:
-            count += f" of {self.total:,} {self.unit} ({events / self.total:.0%})"
-        else:
-            count += f" {self.unit}"
-        size = human_bytes(nbytes)
-        if self.total_bytes:
-            size += f" of {human_bytes(self.total_bytes)} ({min(nbytes / self.total_bytes, 1.0):.0%})"
-        return f"{self.label}{count}  {events / elapsed:,.0f} {self.unit}/s  {size}  {elapsed:.1f}s"
+        what = f"{count:,} of {self.total:,} {self.unit}" if self.total else f"{count:,} {self.unit}"
+        text = f"{self.label}{what}  {count / elapsed:,.0f} {self.unit}/s"
+        if nbytes or self.total_bytes:  # (what counts no bytes shows none)
+            text += "  " + human_bytes(nbytes) + (f" of {human_bytes(self.total_bytes)}" if self.total_bytes else "")
+        return text
 
-    def update(self, events: int, nbytes: int) -> None:
-        """Show the counts if the last line is old enough; cheap otherwise."""
-        now = self.clock()
-        if now - self.last < self.every:
+    def update(self, count: int, nbytes: int = 0) -> None:
+        """Show the counts if the last redraw is old enough."""
+        if not self.on:
             return
-        self.last = now
-        line = self.text(events, nbytes, now)
-        if self.tty:
-            self.stream.write("\r\x1b[K" + line)
-            self.drawn = True
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        now = self.clock()
+        if now < self.next:
+            return
+        self.next = now + self.every
+        if self.bar is None:
+            self._start()
+        done = count if self.total else min(nbytes, self.total_bytes or 0)
+        self.bar.update(self.task, completed=done, info=self.text(count, nbytes, now))
+        self.bar.refresh()
+
+    def _start(self) -> None:
+        # imported here: a command that never draws (a pipe, CI) does not pay for it
+        from rich.console import Console
+        from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        total = self.total or self.total_bytes
+        columns: list[Any] = [TextColumn("{task.fields[info]}")]
+        if total:
+            columns += [BarColumn(), TaskProgressColumn(), TimeRemainingColumn()]
+        columns.append(TimeElapsedColumn())
+        console = Console(file=self.stream, force_terminal=True, stderr=True)
+        # no refresh thread (it would take the GIL from the engine), no capture of
+        # stdout: the command's output goes straight to its file
+        self.bar = Bar(*columns, console=console, auto_refresh=False, transient=True, redirect_stdout=False, redirect_stderr=False)
+        self.task = self.bar.add_task("", total=total or None, info="")
+        self.bar.start()
 
     def finish(self) -> None:
-        """End a redrawn line so what follows starts on a line of its own."""
-        if self.drawn:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.drawn = False
+        """Erase the bar, so what follows starts on a clean line."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

@@ -17,12 +17,13 @@ byte-identical output. Input far out of event-time order stops it (status 2) unl
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 
 from intentstream.stream import codec
 from intentstream.stream.cli.offline_files import drive, offline_runner, summary
+from intentstream.stream.cli.tables import Block, Table
+from intentstream.stream.cli.terminal import error, os_message
 from intentstream.stream.outcomes.record import is_measured
 from intentstream.stream.settings import load_settings
 
@@ -53,16 +54,15 @@ def run(args: argparse.Namespace) -> int:
                 seen.add(d["action_id"])
                 by_outcome[(d["trigger"], d["status"], d["reason"] or "-")] += 1
     except FileNotFoundError as exc:
-        print(f"replay: {exc}", file=sys.stderr)
-        return 2
-    summary(runner, time.perf_counter() - started)
+        return error("replay", os_message(exc))
+    more: list[Block] = []
     if by_outcome:
-        print(f"  {'trigger':<24} {'status':<11} {'reason':<12} {'count':>7}", file=sys.stderr)
-        for (trigger, status, reason), n in sorted(by_outcome.items()):
-            print(f"  {trigger:<24} {status:<11} {reason:<12} {n:>7}", file=sys.stderr)
+        rows: list[tuple[str, ...]] = [(trigger, status, reason, str(n)) for (trigger, status, reason), n in sorted(by_outcome.items())]
+        more.append(Table(("trigger", "status", "reason", "count"), rows, widths=(24, 11, 12, 7), right=(3,), indent=2))
     if outcomes:
-        print(f"  outcomes (windows closed; converted/records): {'trigger':<24} treatment    holdout  unmeasured", file=sys.stderr)
-        for trigger in sorted({t for t, _ in outcomes}):
-            cells = [f"{outcomes[(trigger, a + ':converted')]:>5}/{outcomes[(trigger, a)]:<5}" for a in ("treatment", "holdout", "unmeasured")]
-            print(f"  {'':<45} {trigger:<24} {'  '.join(cells)}", file=sys.stderr)
+        arms = ("treatment", "holdout", "unmeasured")
+        rows = [(t, *(f"{outcomes[(t, a + ':converted')]}/{outcomes[(t, a)]}" for a in arms)) for t in sorted({t for t, _ in outcomes})]
+        more.append(Table(("trigger", *arms), rows, right=(1, 2, 3), indent=2, sep="  ",
+                          title="  outcomes of the decisions whose window closed (converted/records)"))  # fmt: skip
+    summary(runner, time.perf_counter() - started, more=more)
     return 0

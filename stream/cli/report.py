@@ -18,6 +18,7 @@ import time
 from contextlib import ExitStack
 
 from intentstream.stream.cli.offline_files import add_order_args, offline_runner, open_input
+from intentstream.stream.cli.terminal import error, os_message
 from intentstream.stream.cli.uplift import OutcomeReader
 from intentstream.stream.report.html import render_html
 from intentstream.stream.report.markdown import render_markdown
@@ -54,8 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if (args.sort or args.allow_disorder) and not args.input:
-        print("intentstream report: --sort and --allow-disorder only apply with --input", file=sys.stderr)
-        return 2
+        return error("report", "--sort and --allow-disorder only apply with --input")
     settings = load_settings(args.config)
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -71,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 model = live_model(settings)
         except (OSError, ValueError, LookupError) as exc:
-            print(f"intentstream report: {exc}", file=sys.stderr)
-            return 2
+            return error("report", os_message(exc) if isinstance(exc, OSError) else exc)
         uplift = None
         if outcome_lines is not None:
             reader = OutcomeReader()

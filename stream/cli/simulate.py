@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from intentstream.stream import codec
-from intentstream.stream.cli import positive_int
+from intentstream.stream.cli import positive_int, tables
+from intentstream.stream.cli.progress import Progress
+from intentstream.stream.cli.tables import Block, Table
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.settings import SettingsError
 from intentstream.stream.simulate.calibration import Check, checks
 from intentstream.stream.simulate.loop import SimulationResult, simulate
 from intentstream.stream.simulate.truth import build_truth
-from intentstream.stream.simulate.world import WorldError, engine_settings, load_world
+from intentstream.stream.simulate.world import DAY_MS, WorldError, engine_settings, load_world
 
 FILES = ("clickstream.jsonl", "decisions.jsonl", "outcomes.jsonl", "alerts.jsonl", "truth.json")
 
@@ -53,10 +56,14 @@ def run(args: argparse.Namespace) -> int:
         world = load_world(args.world)
         settings = engine_settings(world, args.config)
     except (WorldError, SettingsError) as exc:
-        print(f"intentstream simulate: {exc}", file=sys.stderr)
-        return 2
+        return error("simulate", exc)
     started = time.perf_counter()
-    res = simulate(world, settings, args.users, args.days, args.seed, args.partitions)
+    # simulated days done, of the history day and the planned ones (reactions may run on)
+    shown = Progress(sys.stderr, label="simulate: ", unit="days", total=args.days + 1)
+    first_ms = world.start_ms - DAY_MS
+    res = simulate(world, settings, args.users, args.days, args.seed, args.partitions,
+                   on_step=lambda ms: shown.update(min((ms - first_ms) // DAY_MS, args.days + 1)))  # fmt: skip
+    shown.finish()
     elapsed = time.perf_counter() - started
     outcomes = res.outcome_records()
     truth = build_truth(
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "alerts.jsonl").write_bytes(b"".join(res.alerts))
     (out / "truth.json").write_bytes(codec.dumps_line(truth))
     trig, zero = checks(truth, outcomes, min_per_arm=settings.outcomes.min_per_arm, confidence=settings.outcomes.confidence)
-    sys.stdout.write(summary(res, truth, trig, zero, elapsed, settings.outcomes.confidence, out))
+    tables.write(summary(res, truth, trig, zero, elapsed, settings.outcomes.confidence, out))
     return 0
 
 
@@ -81,11 +88,14 @@ def _interval(c: Check) -> str:
     return f"{c.estimate:+.3f} [{c.low:+.3f}, {c.high:+.3f}]"
 
 
-def summary(res: SimulationResult, truth: Mapping[str, Any], trig: list[Check], zero: list[Check], elapsed: float, confidence: float, out: Path) -> str:
-    """The printed summary: volumes, interference, reactions, and measured against true uplift."""
+def summary(
+    res: SimulationResult, truth: Mapping[str, Any], trig: list[Check], zero: list[Check], elapsed: float, confidence: float, out: Path
+) -> list[Block]:
+    """The printed summary: volumes, interference, reactions, and measured against true
+    uplift (a table: rich on a terminal, fixed-width text elsewhere)."""
     c, r, i = res.counters, res.reactions, truth["interference"]
     events = len(res.clickstream)
-    lines = [
+    lines: list[Block] = [
         f"simulated {truth['users']} users x {truth['days']} days (seed {truth['seed']}): {events:,} events "
         f"({c['planned_events']:,} planned, {c['reaction_events']:,} reactions) in {elapsed:.1f} s ({events / max(elapsed, 1e-9):,.0f} events/s)",
         f"{i['decisions']:,} decisions, {len(res.outcomes):,} outcomes ({truth['decisions_without_outcome']} decisions without one); "
@@ -96,17 +106,19 @@ def summary(res: SimulationResult, truth: Mapping[str, Any], trig: list[Check], 
         f"({r['conversion_clamped']} conversions and {r['feedback_clamped']} feedback events clamped to the loop's clock, "
         f"{r['conversion_outside_window']} outside their window)",
         "",
-        f"{'trigger':<24} {'treatment':>9} {'holdout':>7} {'sent':>6} {'true effect':>11}  uplift per send [{confidence:.0%} interval]   covers",
     ]
-    for ch in trig:
-        t = ch.truth
-        cov = {True: "yes", False: "NO", None: "-"}[ch.covered]
-        lines.append(
-            f"{ch.key['trigger']:<24} {ch.treatment:>9} {ch.holdout:>7} {ch.sent:>6} {'-' if t is None else f'{t:+.3f}':>11}  {_interval(ch):<31} {cov}"
-        )
+    rows = [
+        (ch.key["trigger"], str(ch.treatment), str(ch.holdout), str(ch.sent), "-" if ch.truth is None else f"{ch.truth:+.3f}", "", _interval(ch), COVERS[ch.covered])
+        for ch in trig
+    ]  # fmt: skip
+    # the empty column: two blanks before the interval, as the plain text always had
+    heads = ("trigger", "treatment", "holdout", "sent", "true effect", "", f"uplift per send [{confidence:.0%} interval]", "covers")
+    lines.append(Table(heads, rows, widths=(24, 9, 7, 6, 11, 0, 31, None), right=(1, 2, 3, 4), rstrip=True))
     for ch in zero:
-        cov = {True: "yes", False: "NO", None: "-"}[ch.covered]
         cell = "/".join(ch.key[k] for k in ("trigger", "strategy", "channel"))
-        lines.append(f"planted to do nothing: {cell}: {_interval(ch)}, covers 0: {cov}")
+        lines.append(f"planted to do nothing: {cell}: {_interval(ch)}, covers 0: {COVERS[ch.covered]}")
     lines += ["", "wrote " + ", ".join(str(out / f) for f in FILES)]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+COVERS = {True: "yes", False: "NO", None: "-"}

@@ -22,8 +22,10 @@ from typing import Any
 
 from intentstream.stream import codec
 from intentstream.stream.cli.offline_files import open_input
+from intentstream.stream.cli.terminal import error
 from intentstream.stream.outcomes.record import HOLDOUT, TREATMENT, ActionOutcome
-from intentstream.stream.outcomes.render import render_html, render_json, render_markdown, render_text
+from intentstream.stream.cli import tables
+from intentstream.stream.outcomes.render import render_html, render_json, render_markdown, render_text, text_blocks
 from intentstream.stream.outcomes.uplift import DEFAULT_LEVELS, DIMENSIONS, UpliftTable, summarize
 from intentstream.stream.settings import Settings, load_settings
 
@@ -112,8 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if bool(args.file) == bool(args.from_topic):
-        print("intentstream uplift: give OUTCOMES.jsonl or --from-topic (one of them)", file=sys.stderr)
-        return 2
+        return error("uplift", "give OUTCOMES.jsonl or --from-topic (one of them)")
     settings = load_settings(args.config)
     reader = OutcomeReader()
     if args.from_topic:
@@ -130,12 +131,13 @@ def run(args: argparse.Namespace) -> int:
         with open_input(args.file, sort=False) as lines:
             table = _summarize(reader.records(lines), args, settings)
         source = args.file
-    text = RENDERERS[args.format](table)
-    if args.out:
+    if args.format == "text" and not args.out:  # rich on a terminal, else render_text's bytes
+        tables.write(text_blocks(table))
+    elif args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.write(RENDERERS[args.format](table))
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(RENDERERS[args.format](table))
     reader.summary("uplift")
     print(
         f"uplift: {source}: {reader.read} lines, {table.records} outcome records, {table.measured} measured, "
@@ -161,8 +163,7 @@ def _read_topic(settings: Settings, values: list[bytes | None]) -> int:
         try:
             tps = assign_partitions(consumer, settings.topics.outcomes)
         except TopicNotFound as exc:
-            print(f"uplift: {exc}", file=sys.stderr)
-            return 2
+            return error("uplift", exc)
         end = seek_last(consumer, tps, None)
         while not reached(consumer, end):
             for tp, batch in consumer.poll(timeout_ms=500).items():

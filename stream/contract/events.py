@@ -299,8 +299,16 @@ def format_ts(ts_ms: int) -> str:
     >>> format_ts(1767607200123)
     '2026-01-05T10:00:00.123Z'
     """
-    dt = datetime.fromtimestamp(ts_ms // 1000, tz=timezone.utc)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ts_ms % 1000:03d}Z"
+    minute, ms = divmod(ts_ms, 60_000)
+    head = _MINUTES.get(minute)
+    if head is None:  # records of one step mostly share their minutes: datetime once per minute
+        if len(_MINUTES) > 100_000:
+            _MINUTES.clear()
+        head = _MINUTES[minute] = f"{datetime.fromtimestamp(minute * 60, tz=timezone.utc):%Y-%m-%dT%H:%M}:"
+    return f"{head}{ms // 1000:02d}.{ms % 1000:03d}Z"
+
+
+_MINUTES: dict[int, str] = {}  # epoch minute -> "YYYY-MM-DDTHH:MM:" (bounded: ~70 days of distinct minutes)
 
 
 @lru_cache(maxsize=1024)

@@ -22,6 +22,11 @@ for analysts who want every event in a segment; live has no equivalent.
 Malformed lines are never fatal: they are counted by reason and, when ``dead_letter``
 is set, written there as dead-letter records.
 
+A long input is spread over processes (``[sessions] offline_jobs``, from
+``offline_parallel_after_events`` valid events on; :mod:`.offline_jobs`): the outputs,
+their order and the dead-letter file stay byte-identical; the runner's ``engines`` and
+``store`` then no longer hold the final state (the children did), so a runner runs once.
+
 When ``disorder`` is set (the offline commands set it; see
 :mod:`intentstream.stream.engine.disorder`), every valid event is measured on its
 partition as it is read, and a :class:`~intentstream.stream.engine.disorder.DisorderError`
@@ -36,7 +41,9 @@ from typing import BinaryIO
 
 from intentstream.stream import codec
 from intentstream.stream.engine.disorder import DisorderMeter
-from intentstream.stream.engine.partition import PartitionEngine, StepResult
+from intentstream.stream.engine.gc_policy import long_lived_state
+from intentstream.stream.engine.offline_jobs import ADVANCE, BATCH, FLUSH, ForkedJobs, InProcess, Reply, can_fork, usable_cpus
+from intentstream.stream.engine.partition import PartitionEngine
 from intentstream.stream.contract.events import Event
 from intentstream.stream.ingest.input_formats import parser_for
 from intentstream.stream.ingest.mapping import SKIPPED
@@ -79,45 +86,66 @@ class OfflineRunner:
         where: dict[str, int] = {}  # user -> partition (murmur2 in Python is slow)
         meter = self.disorder
         parse = parser_for(self.settings.events.input_format)
-        for lineno, raw in lines:
-            ev = parse(raw)
-            if not isinstance(ev, Event):
-                if ev.reason == SKIPPED:  # see intentstream.stream.ingest.input_formats
-                    self.counters["skipped"] += 1
-                    continue
-                self.invalid[ev.reason] += 1
-                if self.dead_letter is not None:
-                    self.dead_letter.write(codec.dumps_line(dead_letter_record(raw, ev, f"{self.source}:{lineno}")))
-                continue
-            p = where.get(ev.user_id)
-            if p is None:
-                p = where[ev.user_id] = partition_for(ev.user_id.encode(), n)
-            if meter is not None:
-                meter.observe(p, ev.ts_ms, ev.user_id)
-            batch = pending[p]
-            batch.append((offsets[p], raw, ev))
-            offsets[p] += 1
-            if len(batch) >= self.batch_size:
-                yield from self._publish(p, self.engines[p].process_parsed(batch))
-                pending[p] = []
-        for p in range(n):
-            if pending[p]:
-                yield from self._publish(p, self.engines[p].process_parsed(pending[p]))
-        # end of input: every partition is idle
-        for p, wm in idle_adoptions([engine.meta.wm for engine in self.engines], range(n)):
-            yield from self._publish(p, self.engines[p].advance_to(wm))
-        if close_open:
-            for p in range(n):
-                yield from self._publish(p, self.engines[p].flush())
+        jobs = self._jobs()
+        # in this process until the input proves long enough to be worth forking for
+        fork_at = self.settings.sessions.offline_parallel_after_events if jobs > 1 else -1
+        valid = 0
+        run: InProcess | ForkedJobs = InProcess(self.engines)
+        with long_lived_state():  # see stream/engine/gc_policy.py
+            try:
+                for lineno, raw in lines:
+                    ev = parse(raw)
+                    if not isinstance(ev, Event):
+                        if ev.reason == SKIPPED:  # see intentstream.stream.ingest.input_formats
+                            self.counters["skipped"] += 1
+                            continue
+                        self.invalid[ev.reason] += 1
+                        if self.dead_letter is not None:  # in its turn among the engines' own dead letters
+                            yield from self._emit(run.ready(({}, {}, [], [codec.dumps_line(dead_letter_record(raw, ev, f"{self.source}:{lineno}"))])))
+                        continue
+                    p = where.get(ev.user_id)
+                    if p is None:
+                        p = where[ev.user_id] = partition_for(ev.user_id.encode(), n)
+                    if meter is not None:
+                        meter.observe(p, ev.ts_ms, ev.user_id)
+                    batch = pending[p]
+                    batch.append((offsets[p], raw, ev))
+                    offsets[p] += 1
+                    if len(batch) >= self.batch_size:
+                        yield from self._emit(run.submit(p, BATCH, batch))
+                        pending[p] = []
+                    valid += 1
+                    if valid == fork_at:  # nothing is in flight in this process: the children start from here
+                        run = ForkedJobs(self.engines, jobs)
+                for p in range(n):
+                    if pending[p]:
+                        yield from self._emit(run.submit(p, BATCH, pending[p]))
+                yield from self._emit(run.drain())
+                # end of input: every partition is idle
+                for p, wm in idle_adoptions(run.watermarks(), range(n)):
+                    yield from self._emit(run.submit(p, ADVANCE, wm))
+                if close_open:
+                    for p in range(n):
+                        yield from self._emit(run.submit(p, FLUSH))
+                yield from self._emit(run.drain())
+            finally:
+                run.close()
 
-    def _publish(self, p: int, res: StepResult) -> Iterator[tuple[str, bytes]]:
-        self.counters.update(res.counters)
-        self.invalid.update(res.invalid)  # what the engine itself rejects (ts_in_future)
-        engine = self.engines[p]
-        entries = engine.pending_outbox()
+    def _jobs(self) -> int:
+        """Processes to spread the partitions over (1: this one)."""
+        jobs = self.settings.sessions.offline_jobs
+        if jobs == 0:
+            jobs = usable_cpus()
+        return min(jobs, self.partitions) if can_fork() else 1
+
+    def _emit(self, replies: list[Reply]) -> Iterator[tuple[str, bytes]]:
         dlq = self.settings.topics.dead_letter
-        for e in entries:
-            if e.topic == dlq and self.dead_letter is not None:
-                self.dead_letter.write(e.value + b"\n")
-            yield e.topic, e.value
-        engine.ack([e.id for e in entries])
+        for counters, invalid, outputs, dead_lines in replies:
+            self.counters.update(counters)
+            self.invalid.update(invalid)  # what the engine itself rejects (ts_in_future)
+            if dead_lines and self.dead_letter is not None:
+                self.dead_letter.writelines(dead_lines)
+            for topic, value in outputs:
+                if topic == dlq and self.dead_letter is not None:
+                    self.dead_letter.write(value + b"\n")
+                yield topic, value

@@ -79,7 +79,7 @@ without events.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,9 +188,14 @@ class PartitionEngine:
         # the strategy policy learns per partition (stream/policy/tally.py); None: off
         self.policy_epoch_ms = self.decider.policy.epoch_ms if self.decider.policy is not None else None
         self._tally: ArmTally | None = None  # decoded meta.pol, valid while _meta is
+        #: (trigger, arm) the ROI guard pauses in this partition's current policy epoch, as of
+        #: the last step (read by the worker's /metrics without touching the tally)
+        self.roi_paused: frozenset[tuple[str, str]] = frozenset()
         # Write-back cache of decoded user states, equal to what the store holds after the
         # last successful commit (this engine is the partition's only writer while it lives).
-        self._cache: dict[str, tuple[UserState, int | None]] = {}  # user -> (state, due)
+        # an OrderedDict: evicting the oldest of a plain dict (next(iter(d)) after deleting
+        # from its front) scans the deleted slots first, O(evictions) per eviction
+        self._cache: OrderedDict[str, tuple[UserState, int | None]] = OrderedDict()  # user -> (state, due)
 
     # -- steps --
 
@@ -236,7 +241,7 @@ class PartitionEngine:
         except BaseException:
             self._meta = None  # unknown outcome: reload everything from the store next time
             self._tally = None
-            self._cache = {}
+            self._cache = OrderedDict()
             raise
 
     def _run(
@@ -256,6 +261,7 @@ class PartitionEngine:
         epoch_end = 0
         if epoch_ms is not None and policy is not None:
             tally = self._tally
+            fresh = tally is None
             if tally is None:
                 tally = self._tally = ArmTally.load(meta.pol)
             epoch = meta.wm // epoch_ms
@@ -263,6 +269,9 @@ class PartitionEngine:
                 before = policy.paused_arms(tally.view())
                 tally.roll(epoch)
                 res.alerts = roi_alerts(before, policy, tally.view(), epoch * epoch_ms, p)
+                fresh = True
+            if fresh:  # the snapshot changes only here
+                self.roi_paused = frozenset(policy.paused_arms(tally.view()))
             epoch_end = (epoch + 1) * epoch_ms
         counters = res.counters
         entries: list[OutboxEntry] = []
@@ -431,13 +440,12 @@ class PartitionEngine:
         self._meta = new_meta
         if self.cache_users > 0:
             for u in touched:  # most recently used last; evict the oldest
-                cache.pop(u, None)
                 cache[u] = (states[u], dues[u])
+                cache.move_to_end(u)
             for u in reread - touched:
                 cache[u] = (states[u], dues[u])
             while len(cache) > self.cache_users:
-                u = next(iter(cache))
-                del cache[u]
+                u = cache.popitem(last=False)[0]
                 if store.holds_states:
                     store.freeze(u)  # type: ignore[attr-defined]  # OfflineSessionStore
         res.segments = segments

@@ -20,6 +20,8 @@ in ISO-8601 UTC), keys sorted: the same file and mapping give the same bytes.
 [1, 3]
 >>> tally.rows, tally.events, dict(tally.rejected), dict(tally.skipped), len(tally.users)
 (4, 2, {'bad_ts': 1}, {'share': 1}, 2)
+>>> tally.span()
+('2017-11-24T17:20:00.000Z', '2017-11-24T17:21:10.000Z')
 >>> codec.loads(dead.getvalue())["source"]
 'ub.csv:2'
 """
@@ -53,24 +55,26 @@ class ImportTally:
     first_ts_ms: int | None = None
     last_ts_ms: int | None = None
 
-    def summary(self, top: int = 8) -> list[str]:
-        """The summary's lines (without the command's own first line)."""
-        span = "-"
-        if self.first_ts_ms is not None and self.last_ts_ms is not None:
-            days = (self.last_ts_ms - self.first_ts_ms) / 86_400_000
-            span = f"{format_ts(self.first_ts_ms)} .. {format_ts(self.last_ts_ms)} ({days:,.1f} days)"
-        lines = [
-            f"  rows       {self.rows:,}",
-            f"  events     {self.events:,}  " + ", ".join(f"{t} {n:,}" for t, n in self.types.most_common(top)),
-            f"  users      {len(self.users):,}",
-            f"  time span  {span}",
-            f"  rejected   {sum(self.rejected.values()):,}" + "".join(f"\n    {r:<20} {n:,}" for r, n in sorted(self.rejected.items())),
-            f"  dropped    {sum(self.skipped.values()):,} rows of types the mapping does not carry"
-            + "".join(f"\n    {t[:40]:<40} {n:,}" for t, n in self.skipped.most_common(top)),
-        ]
-        if len(self.skipped) > top:
-            lines.append(f"    ... and {len(self.skipped) - top:,} more types")
-        return lines
+    def span(self) -> tuple[str, str] | None:
+        """The first and the last event time (ISO-8601 UTC), None without events."""
+        if self.first_ts_ms is None or self.last_ts_ms is None:
+            return None
+        return format_ts(self.first_ts_ms), format_ts(self.last_ts_ms)
+
+    def to_dict(self) -> dict[str, object]:
+        """The counts for ``import --json``: rows read, events imported (by contract type),
+        users, time span, rejected rows by reason, dropped rows by source type."""
+        span = self.span()
+        return {
+            "rows": self.rows,
+            "events": self.events,
+            "types": dict(self.types),
+            "users": len(self.users),
+            "first_ts": span[0] if span else None,
+            "last_ts": span[1] if span else None,
+            "rejected": dict(self.rejected),
+            "dropped": dict(self.skipped),
+        }
 
 
 def convert(

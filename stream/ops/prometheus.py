@@ -42,6 +42,7 @@ HELP = {
     "intentstream_persona_learned_total": "Segments learned by this worker's persona writer.",
     "intentstream_persona_malformed_total": "Malformed segments records skipped by the persona writer, by reason.",
     "intentstream_alert_firing": "1 while an ops alert condition holds.",
+    "intentstream_roi_guard_paused": "Partitions of this worker on which the ROI guard pauses the strategy arm (0: chosen normally).",
     "intentstream_breaker_open": "1 while the storm breaker pauses publishing to actions.*.",
     "intentstream_breaker_held": "actions.* records held in the outbox by the breakers, by channel and cause (storm or rate).",
 }
@@ -103,7 +104,8 @@ def render_prometheus(
     with the rolling per-trigger gauges ``intentstream_outcome_conversion_rate{trigger,arm}``
     and ``intentstream_outcome_uplift{trigger,bound}`` (only with enough data);
     per-partition gauges carry ``partition``; the persona writer's counters are
-    ``intentstream_persona_<name>_total``; ``extra_counters`` (the reporter's own) are
+    ``intentstream_persona_<name>_total``; ``intentstream_roi_guard_paused{trigger,arm}``
+    counts the partitions on which the ROI guard pauses each policy arm; ``extra_counters`` (the reporter's own) are
     ``intentstream_ops_<name>_total``.
 
     >>> from intentstream.stream.ops.snapshot import PartitionState
@@ -175,6 +177,8 @@ def render_prometheus(
             exp.add("intentstream_breaker_held", "gauge", n, {"channel": channel, "cause": "rate"})
     for name, value in sorted((extra_counters or {}).items()):
         exp.add(_metric_name("intentstream_ops", name, "total"), "counter", value)
+    for (trigger, arm), n in sorted(snap.roi_paused.items()):
+        exp.add("intentstream_roi_guard_paused", "gauge", n, {"trigger": trigger, "arm": arm})
     for cond in alerts:
         exp.add("intentstream_alert_firing", "gauge", 1, {"alert": cond.code, "subject": cond.subject or ""})
     if worker:

@@ -55,6 +55,9 @@ class WorkerSnapshot:
     breaker: BreakerState | None = None
     #: rolling conversion and uplift per trigger (:class:`~intentstream.stream.ops.outcomes.OutcomeMeter`)
     outcomes: tuple[Mapping[str, Any], ...] = ()
+    #: every arm of the strategy policy -> this worker's partitions on which the ROI guard
+    #: pauses it (empty: no policy, or no partition yet)
+    roi_paused: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 def lag_of(highwater: int | None, applied: int | None) -> int | None:

@@ -26,9 +26,11 @@ uplift (ITT): conversion rate of the treatment arm minus the holdout's, ...
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Final
 
 from intentstream.stream import codec
+from intentstream.stream.cli.tables import Block, Table, plain
 from intentstream.stream.outcomes.uplift import ALL, DIMENSIONS, Interval, UpliftRow, UpliftTable
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "render_json",
     "render_markdown",
     "render_text",
+    "text_blocks",
 ]
 
 #: What the uplift columns mean, in every format.
@@ -148,28 +151,26 @@ def _level(row: UpliftRow) -> tuple[str, ...]:
 def render_text(table: UpliftTable) -> str:
     """An aligned table for a terminal: a blank line between levels; a cell without
     enough data shows the reason where its numbers would be."""
+    return "\n".join(plain(text_blocks(table))) + "\n"
+
+
+def text_blocks(table: UpliftTable) -> list[Block]:
+    """:func:`render_text`'s lines and table (``intentstream uplift`` draws it with rich on a terminal)."""
     dims = _dims(table)
     heads = [d.upper() for d in dims] + ["DECISIONS (T+H)", "SENDS", *_NUMBER_COLS]
-    rows = [_cells(r, dims) for r in table.rows]
-    widths = [len(h) for h in heads]
-    for lead, numbers in rows:
-        for i, cell in enumerate(lead + (numbers or [])):
-            widths[i] = max(widths[i], len(cell))
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    out = [header(table), line(heads)]
-    if not table.rows:
-        out.append("(no measured outcome records)")
+    rows: list[Sequence[str]] = []
     prev = None
-    for row, (lead, numbers) in zip(table.rows, rows):
+    for row in table.rows:
+        lead, numbers = _cells(row, dims)
         level = _level(row)
         if prev is not None and level != prev:
-            out.append("")
+            rows.append(())
         prev = level
-        out.append(line(lead + (numbers if numbers is not None else [not_enough(row, table.min_per_arm)])))
-    return "\n".join([*out, "", *LEGEND]) + "\n"
+        rows.append(lead + (numbers if numbers is not None else [not_enough(row, table.min_per_arm)]))
+    out: list[Block] = [header(table), Table(heads, rows, sep="  ", rstrip=True)]
+    if not table.rows:
+        out.append("(no measured outcome records)")
+    return [*out, "", *LEGEND]
 
 
 def _md(text: str) -> str:

@@ -130,6 +130,10 @@ class StrategyPolicy:
         """(trigger, arm) of every paused arm."""
         return {(t, a) for t in self._arms for a in self.paused(t, tally)}
 
+    def all_arms(self) -> list[tuple[str, str]]:
+        """(trigger, arm) of every arm, by trigger in catalogue order."""
+        return [(t, a) for t, arms in self._arms.items() for a in arms]
+
     def estimate(self, tally: Mapping[str, Sequence[int]], trigger: str, arm: str, persona: str | None) -> float | None:
         """Conversion per send of ``arm`` for ``persona``, pooled with the trigger-wide rate."""
         r, _ = self.rate(tally, trigger, arm)

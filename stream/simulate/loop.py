@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from intentstream.stream import codec
 from intentstream.stream.contract.events import parse_ts
+from intentstream.stream.engine.gc_policy import long_lived_state
 from intentstream.stream.engine.partition import PartitionEngine
 from intentstream.stream.engine.partitioning import partition_for
 from intentstream.stream.settings import Settings
@@ -127,7 +128,12 @@ class Simulation:
             self.seq += 1
             self.result.counters[f"{kind}_events"] += 1
 
-    def run(self) -> SimulationResult:
+    def run(self, on_step: Callable[[int], None] | None = None) -> SimulationResult:
+        """``on_step``: told the event time reached after each step (a progress bar)."""
+        with long_lived_state():  # every simulated user's state stays alive: stream/engine/gc_policy.py
+            return self._loop(on_step)
+
+    def _loop(self, on_step: Callable[[int], None] | None) -> SimulationResult:
         for user in self.users:
             self._push(self.planner.events(user), "planned")
         step = self.world.step_s * 1000
@@ -156,6 +162,8 @@ class Simulation:
                 self._drain(engine, target)
             res.counters["steps"] += 1
             clock = target
+            if on_step is not None:
+                on_step(clock)
         far = clock + 400 * DAY_MS  # every window closed already; nothing is left to emit
         self.closing = True
         for engine in engines:
@@ -201,6 +209,9 @@ class Simulation:
         self._push(self.planner.burst(user, self.bursts[user.uid], decided + self.churn_window_ms), "planned")
 
 
-def simulate(world: World, settings: Settings, users: int, days: int, seed: int, partitions: int | None = None) -> SimulationResult:
+def simulate(
+    world: World, settings: Settings, users: int, days: int, seed: int, partitions: int | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> SimulationResult:  # fmt: skip
     """Run the closed loop once (see :class:`Simulation`)."""
-    return Simulation(world, settings, users, days, seed, partitions).run()
+    return Simulation(world, settings, users, days, seed, partitions).run(on_step)

@@ -126,27 +126,33 @@ def test_event_time_pacer_reanchors_instead_of_bursting():
 # --------------------------------------------------------------------------- unit: progress
 
 
-def test_progress_redraws_on_a_tty_at_most_four_times_a_second():
+def test_progress_draws_a_bar_on_a_tty_at_most_five_times_a_second_then_erases_it():
     clock, out = FakeClock(), io.StringIO()
-    progress = Progress(out, clock=clock, tty=True)
-    for i in range(100):
+    progress = Progress(out, clock=clock, tty=True, label="replay: ", total_bytes=1000)
+    for i in range(45):
         clock.now += 0.01
         progress.update(i, i * 10)
+    assert out.getvalue() == ""  # nothing in the first half second: short commands draw nothing
+    for i in range(45, 200):
+        clock.now += 0.01
+        progress.update(i, i * 5)
     progress.finish()
     text = out.getvalue()
-    assert text.count("\r") == 4 + 1  # 4 redraws, then the final erase
-    assert "\n" not in text
-    assert "events/s" in text
+    assert text.count("replay: ") == 8 + 1  # 0.5 s to 2 s, every 0.2 s; the last once more as rich stops
+    assert "events/s" in text and "━" in text and "%" in text
+    assert text.endswith("\x1b[2K")  # erased: the summary starts on a clean line
 
 
-def test_progress_prints_a_line_every_ten_seconds_off_a_tty():
+def test_progress_is_off_in_a_pipe_and_with_no_progress(monkeypatch):
     clock, out = FakeClock(), io.StringIO()
-    progress = Progress(out, clock=clock, tty=False)
+    progress = Progress(out, clock=clock)  # a StringIO is no terminal, like a pipe or a CI log
     for i in range(250):
         clock.now += 0.1
         progress.update(i, 0)
-    assert out.getvalue().count("\n") == 2
-    assert "\r" not in out.getvalue()
+    progress.finish()
+    assert out.getvalue() == "" and progress.bar is None
+    monkeypatch.setattr("intentstream.stream.cli.progress._SHOW", False)  # what --no-progress sets
+    assert not Progress(out, tty=True).on
 
 
 # --------------------------------------------------------------------------- unit: CLI modes

@@ -36,7 +36,7 @@ from intentstream.stream.personas.checkpoint import read_checkpoint_meta
 from intentstream.stream.personas.merge import PartitionMerger, SegmentRecord
 from intentstream.stream.personas.model import PersonaModel
 from intentstream.stream.personas.records import MalformedSegment, parse_segment
-from intentstream.stream.state.redis.keys import checkpoint_key, labels_key, users_key, writer_lease_key
+from intentstream.stream.state.redis.keys import all_users_keys, checkpoint_key, labels_key, writer_lease_key
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
@@ -125,7 +125,7 @@ def checkpoint(client, prefix: str) -> bytes | None:
 
 
 def users_hash(client, prefix: str) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in client.hgetall(users_key(prefix)).items()}
+    return {k.decode(): int(v) for key in all_users_keys(prefix) for k, v in client.hgetall(key).items()}
 
 
 def read_topic(settings, topic: str) -> list[SegmentRecord]:
@@ -299,7 +299,7 @@ def test_kill_9_mid_way_then_restart_learns_every_segment_once(stack, make_topic
 
     first = start("first")
     try:
-        wait_sync(lambda: segments_seen() >= 200 and client.hlen(users_key("p3")) == len(head_users), 30, "the first writer")
+        wait_sync(lambda: segments_seen() >= 200 and len(users_hash(client, "p3")) == len(head_users), 30, "the first writer")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)

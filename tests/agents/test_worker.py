@@ -378,3 +378,58 @@ def test_a_quiet_partition_still_fires_its_due_timers(deployment):
         found = [x for x in found if x["user_id"] == quiet_user]
         time.sleep(1)
     assert [(x["trigger"], x["decided_at"]) for x in found] == [("cart_abandoned", "2026-01-05T10:30:00.000Z")], d.logs()
+
+
+@pytest.fixture
+def cluster_deployment(stack, redis_cluster, tmp_path):
+    """A deployment whose state is in the local Redis Cluster (Kafka: the stack's broker)."""
+    d = Deployment(stack, tmp_path)
+    d.env["INTENTSTREAM_REDIS__URL"] = redis_cluster["url"]
+    d.cli("topics")
+    yield d
+    d.kill_all()
+
+
+@pytest.mark.cluster
+def test_redis_cluster_primary_killed_mid_stream(cluster_deployment, trace, redis_cluster):
+    """kill -9 the Redis primary holding partition 0's keys (journal, meta, outbox) while
+    the worker runs; its replica is promoted (no CLUSTER FAILOVER: the cluster notices) and
+    the worker, retrying, carries on: the topics equal the offline replay."""
+    from redis.cluster import RedisCluster
+
+    from intentstream.stream.settings import cluster_url
+    from intentstream.stream.state.redis import keys
+
+    path, expected = trace
+    d = cluster_deployment
+    client = RedisCluster.from_url(cluster_url(redis_cluster["url"]) or "")
+    node = client.get_node_from_key(keys.partition_meta(d.env["INTENTSTREAM_REDIS__KEY_PREFIX"], 0))
+    victim = next(n for n in redis_cluster["nodes"] if n["port"] == node.port)
+    d.start_worker()
+    replay = d.replay_in_background(path, rate=4000)
+    try:
+        d.wait_for(d.topics["segments"], 200, timeout=90)  # well into the stream
+        d.stack.run("kill-redis-node", str(victim["index"]))
+        killed_at = time.monotonic()
+        survivor = next(n for n in redis_cluster["nodes"] if n["role"] == "master" and n["port"] != node.port)
+        while time.monotonic() - killed_at < 60:  # until a replica took the slots over
+            try:
+                probe = RedisCluster(host="127.0.0.1", port=survivor["port"])
+                if probe.get_node_from_key(keys.partition_meta("x", 0)).port != node.port and probe.cluster_info()["cluster_state"] == "ok":
+                    break
+            except Exception:  # noqa: BLE001 - the cluster is failing over
+                pass
+            time.sleep(0.1)
+        promoted = time.monotonic() - killed_at
+        n_before = len(d.read(d.topics["segments"]))
+        while len(d.read(d.topics["segments"])) == n_before and time.monotonic() - killed_at < 60:
+            time.sleep(0.2)
+        resumed = time.monotonic() - killed_at
+        assert_same_as_offline(d, expected)
+        assert all(p.poll() is None for p in d.workers), d.logs()
+        print(f"replica promoted {promoted:.1f}s after kill -9 of a primary; output resumed after {resumed:.1f}s; "
+              f"all outputs equal the offline replay {time.monotonic() - killed_at:.1f}s after the kill")
+    finally:
+        replay.wait(120)
+        client.close()
+        d.stack.run("start-redis-node", str(victim["index"]))  # whole again (it rejoins as a replica)

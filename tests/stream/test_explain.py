@@ -234,4 +234,4 @@ def test_live_arguments_and_an_unreachable_broker(capsys, monkeypatch):
     monkeypatch.setattr(live, "BOOTSTRAP_TIMEOUT_MS", 300)
     monkeypatch.setenv("INTENTSTREAM_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
     code, out, err = run(capsys, USER, "--live")
-    assert (code, out) == (2, "") and err.startswith("explain: Kafka at 127.0.0.1:1: ") and err.count("\n") == 1
+    assert (code, out) == (2, "") and err.startswith("intentstream explain: Kafka at 127.0.0.1:1: ") and err.count("\n") == 1

@@ -77,9 +77,21 @@ def test_taobao_maps_behaviours_sorts_by_time_and_dead_letters_bad_rows(tmp_path
     assert [(d["reason"], d["source"].rsplit(":", 1)[1], d["raw"]) for d in dead] == [
         ("bad_ts", "5", "1,100,7,buy,not-a-time"), ("bad_row", "6", "2,200,8")
     ]  # fmt: skip
-    err = capsys.readouterr().err
-    assert "rows       7" in err and "events     4" in err and "users      3" in err
-    assert "share" in err and "dropped    1 rows" in err
+    out, err = capsys.readouterr()
+    assert out == ""  # the summary table is on stderr
+    lines = err.splitlines()
+    assert lines[0].startswith(f"import {tmp_path / 'in.csv'} (taobao) -> {tmp_path / 'events.jsonl'}: ")
+    assert lines[1:] == [
+        "  rows read 7",
+        "  imported  4 events: add_to_cart 2, page_view 1, click 1",
+        "  users     3",
+        "  time span   2017-11-24T17:03:20.000Z .. 2017-11-24T17:21:00.000Z (0.0 days)",
+        f"  rejected  2 rows, dead-lettered to {tmp_path / 'events.rejected.jsonl'}",
+        "  dropped   1 rows of types the mapping does not carry",
+        "  rejected  bad_row 1",
+        "  rejected  bad_ts  1",
+        "  dropped   share   1",
+    ]
     assert all(isinstance(parse_event(codec.dumps(e)), Event) for e in events)
 
 
@@ -226,6 +238,25 @@ def test_to_stdout_and_the_default_dead_letter_name(tmp_path, capsysbinary, monk
     assert main(["import", "ub.csv", "--format", "taobao", "--out", "-"]) == 0
     assert len(capsysbinary.readouterr().out.splitlines()) == 4
     assert len((tmp_path / "ub.rejected.jsonl").read_bytes().splitlines()) == 2
+
+
+def test_json_summary_on_stdout_or_beside_the_events_on_stderr(tmp_path, capsysbinary, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ub.csv").write_bytes(TAOBAO)
+    assert main(["import", "ub.csv", "--format", "taobao", "--out", "events.jsonl", "--json"]) == 0
+    out, err = capsysbinary.readouterr()
+    summary = codec.loads(out)
+    assert out.count(b"\n") == 1 and b"rows read" not in err
+    assert summary.pop("elapsed_s") >= 0 and summary == {
+        "input": "ub.csv", "format": "taobao", "output": "events.jsonl", "dead_letter": "events.rejected.jsonl",
+        "rows": 7, "events": 4, "types": {"add_to_cart": 2, "click": 1, "page_view": 1}, "users": 3,
+        "first_ts": "2017-11-24T17:03:20.000Z", "last_ts": "2017-11-24T17:21:00.000Z",
+        "rejected": {"bad_row": 1, "bad_ts": 1}, "dropped": {"share": 1},
+    }  # fmt: skip
+    assert main(["import", "ub.csv", "--format", "taobao", "--out", "-", "--json"]) == 0
+    out, err = capsysbinary.readouterr()
+    assert out == (tmp_path / "events.jsonl").read_bytes()  # the events, byte-identical; the summary beside them
+    assert codec.loads(err.splitlines()[-1])["output"] == "stdout"
 
 
 # --------------------------------------------------------------------------- user mistakes

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from intentstream.agents.monitoring import roi_paused
 from intentstream.stream import codec
 from intentstream.stream.decisions.decider import Decider, TriggerHit
 from intentstream.stream.decisions.fatigue import FatigueLedger
@@ -16,7 +17,9 @@ from intentstream.stream.policy.chooser import StrategyPolicy
 from intentstream.stream.policy.tally import ArmTally
 from intentstream.stream.settings import FatigueSettings, PolicySettings, Settings, overlay
 from intentstream.stream.simulate.compare import conversions, exploit_shares, planted_best
-from intentstream.stream.simulate.loop import simulate
+from intentstream.stream.ops.prometheus import render_prometheus
+from intentstream.stream.ops.snapshot import WorkerSnapshot
+from intentstream.stream.simulate.loop import Simulation, simulate
 from intentstream.stream.simulate.world import engine_settings, load_world
 from intentstream.stream.state.memory import MemoryLedgerStore, MemorySessionStore
 from intentstream.stream.synth.clickstream import generate_lines
@@ -99,7 +102,8 @@ def test_the_simulator_learns_the_planted_best_arms_and_pauses_the_harmful_one()
     policy = StrategyPolicy(catalogue, settings.policy)
     best = planted_best(world, catalogue, {t: policy.arms(t) for t in catalogue.triggers})
     assert best["churn_risk"] == "winback_big_coupon" and best["payment_stalled"] == "payment_support_contact"
-    learning = simulate(world, settings, 2000, 28, 1, partitions=2)
+    sim = Simulation(world, settings, 2000, 28, 1, partitions=2)
+    learning = sim.run()
     fixed = simulate(world, overlay(settings, {"policy": {"enabled": False}}), 2000, 28, 1, partitions=2)
     shares = exploit_shares(learning, best)
     for trigger in ("churn_risk", "payment_stalled", "kyc_stalled"):  # enough decisions by then
@@ -110,6 +114,13 @@ def test_the_simulator_learns_the_planted_best_arms_and_pauses_the_harmful_one()
     paused = [codec.loads(a) for a in learning.alerts]
     assert {(a["subject"], a["status"]) for a in paused} == {("churn_risk/winback_whats_new", "firing")}
     assert {a["worker"] for a in paused} == {"partition:0", "partition:1"}
+    # what a worker holding both partitions shows on /metrics: the gauge the Prometheus rule reads
+    gauge = roi_paused(sim.engines)
+    assert gauge[("churn_risk", "winback_whats_new")] == 2 and sum(gauge.values()) == 2
+    assert set(gauge) == set(policy.all_arms())
+    text = render_prometheus(WorkerSnapshot(0, roi_paused=gauge))
+    assert 'intentstream_roi_guard_paused{trigger="churn_risk",arm="winback_whats_new"} 2' in text
+    assert 'intentstream_roi_guard_paused{trigger="churn_risk",arm="winback_big_coupon"} 0' in text
     after = max(a["ts"] for a in paused)
     later = [codec.loads(r)["strategy"]["policy"] for r in learning.decisions if codec.loads(r)["decided_at"] > after]
     assert {p["mode"] for p in later if p["arm"] == "winback_whats_new"} == {"retest"}

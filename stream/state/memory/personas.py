@@ -9,9 +9,9 @@ from collections.abc import Iterable, Mapping
 class MemoryPersonaStore:
     """In-process :class:`~intentstream.stream.state.personas.PersonaStore`.
 
-    Its attributes mirror the Redis keys: ``checkpoint`` (``P:pers:ckpt``), ``assignments``
-    (``P:pers:users``: user -> cluster persona), ``labels`` (``P:pers:labels``) and
-    ``writer_lease`` (``P:pers:writer``: the holder's token and the lease's expiry on the
+    Its attributes mirror the Redis keys: ``checkpoint`` (``P:{pers}:ckpt``), ``assignments``
+    (``P:{pers}:users:<b>``: user -> cluster persona), ``labels`` (``P:{pers}:labels``) and
+    ``writer_lease`` (``P:{pers}:writer``: the holder's token and the lease's expiry on the
     lease's clock, or None), which every
     :class:`~intentstream.stream.state.memory.lease.MemoryWriterLease` on this store shares.
 

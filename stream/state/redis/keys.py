@@ -3,8 +3,13 @@
 ``P`` is ``[redis] key_prefix``. A user's keys carry the hash tag ``{u:<user_id>}``, so
 Redis Cluster keeps all of one user's keys (session state and fatigue ledger) in one
 slot and one Lua script may touch them together; a partition's keys carry
-``{p:<partition>}``. The persona keys belong to the personas single writer; trigger
-workers and the report read them.
+``{p:<partition>}`` (the step journal of a Redis Cluster among them, so one MULTI may
+write them together). The persona keys belong to the personas single writer; trigger
+workers and the report read them. They share the hash tag ``{pers}``: the writer's fenced
+scripts check the lease and write in one step, which Redis Cluster allows within one
+slot. Their users' clusters are split over :data:`PERSONA_USER_BUCKETS` hashes by a stable
+hash of the user id (:func:`user_bucket`), so no key holds every user: each bucket holds
+about users / 256 fields (40k at ten million users, a few MB).
 
 ====================================  ========  ==================================================
 key                                   type      what
@@ -18,6 +23,9 @@ key                                   type      what
 ``P:{p:<n>}:outbox``                  hash      outbox id -> entry (seq, topic, key, payload)
 ``P:{p:<n>}:outoff``                  hash      "<topic>:<partition>" -> output end offset at
                                                 the last outbox ack (outbox recovery)
+``P:{p:<n>}:journal``                 hash      Redis Cluster only: the step being committed
+                                                (meta, user states, due times) until all of
+                                                it is written (stream/state/redis/journal.py)
 ``P:{u:<user>}:fat:ch:<channel>``     zset      fatigue ledger: deliveries on one channel,
                                                 score = send time (ms), member = action_id
                                                 (the coupon cap uses channel ``coupon``)
@@ -32,10 +40,11 @@ key                                   type      what
                                                 ``worker``; ``discard:<n>`` = the highest outbox
                                                 seq of partition n whose held actions an operator
                                                 discarded (the owner converts them, then clears it)
-``P:pers:ckpt``                       string    the latest persona model checkpoint
-``P:pers:users``                      hash      user_id -> cluster id of the user's persona
-``P:pers:labels``                     hash      cluster id -> JSON label as of the checkpoint
-``P:pers:writer``                     string    token of the personas writer holding the
+``P:{pers}:ckpt``                     string    the latest persona model checkpoint
+``P:{pers}:users:<b>``                hash      user_id -> cluster id of the user's persona,
+                                                for the users of bucket b (:func:`user_bucket`)
+``P:{pers}:labels``                   hash      cluster id -> JSON label as of the checkpoint
+``P:{pers}:writer``                   string    token of the personas writer holding the
                                                 single-writer lease (TTL); absent when free
 ====================================  ========  ==================================================
 
@@ -44,10 +53,18 @@ key                                   type      what
 >>> channel_key("is", "alice", "push"), cooldown_key("is", "alice", "cart_abandoned")
 ('is:{u:alice}:fat:ch:push', 'is:{u:alice}:fat:cd:cart_abandoned')
 >>> record_key("is", "alice", "3f2a"), checkpoint_key("is"), writer_lease_key("is")
-('is:{u:alice}:fat:act:3f2a', 'is:pers:ckpt', 'is:pers:writer')
+('is:{u:alice}:fat:act:3f2a', 'is:{pers}:ckpt', 'is:{pers}:writer')
+>>> user_bucket("alice"), users_key("is", user_bucket("alice"))
+(71, 'is:{pers}:users:71')
 """
 
 from __future__ import annotations
+
+import zlib
+
+#: How many hashes the personas' user -> cluster map is split into. Part of the key
+#: layout: changing it moves users between buckets (start the personas over).
+PERSONA_USER_BUCKETS = 256
 
 
 # -- sessions: per user and per partition --
@@ -75,6 +92,10 @@ def partition_outbox(prefix: str, partition: int) -> str:
 
 def partition_output_offsets(prefix: str, partition: int) -> str:
     return f"{_partition(prefix, partition)}:outoff"
+
+
+def partition_journal(prefix: str, partition: int) -> str:
+    return f"{_partition(prefix, partition)}:journal"
 
 
 # -- fatigue ledger: per user, beside the user's session state --
@@ -111,17 +132,31 @@ def breaker_key(prefix: str) -> str:
 # -- personas: one writer --
 
 
+def _personas(prefix: str) -> str:
+    return f"{prefix}:{{pers}}"
+
+
 def checkpoint_key(prefix: str) -> str:
-    return f"{prefix}:pers:ckpt"
+    return f"{_personas(prefix)}:ckpt"
 
 
-def users_key(prefix: str) -> str:
-    return f"{prefix}:pers:users"
+def user_bucket(user_id: str) -> int:
+    """The bucket of a user's persona assignment: CRC-32 of the id (stable across
+    processes and versions, unlike ``hash``) modulo :data:`PERSONA_USER_BUCKETS`."""
+    return zlib.crc32(user_id.encode("utf-8", "surrogatepass")) % PERSONA_USER_BUCKETS
+
+
+def users_key(prefix: str, bucket: int) -> str:
+    return f"{_personas(prefix)}:users:{bucket}"
+
+
+def all_users_keys(prefix: str) -> list[str]:
+    return [users_key(prefix, b) for b in range(PERSONA_USER_BUCKETS)]
 
 
 def labels_key(prefix: str) -> str:
-    return f"{prefix}:pers:labels"
+    return f"{_personas(prefix)}:labels"
 
 
 def writer_lease_key(prefix: str) -> str:
-    return f"{prefix}:pers:writer"
+    return f"{_personas(prefix)}:writer"

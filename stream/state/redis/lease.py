@@ -1,7 +1,7 @@
-"""Redis :class:`~intentstream.stream.state.lease.WriterLease`: the key ``P:pers:writer``
+"""Redis :class:`~intentstream.stream.state.lease.WriterLease`: the key ``P:{pers}:writer``
 and the fenced persona store (Lua scripts).
 
-* ``SET P:pers:writer <token> NX PX ttl`` takes the lease; :meth:`RedisWriterLease.renew`
+* ``SET P:{pers}:writer <token> NX PX ttl`` takes the lease; :meth:`RedisWriterLease.renew`
   is a compare-and-set script (``PEXPIRE`` only if the value is still the token),
   :meth:`RedisWriterLease.release` a compare-and-delete script.
 * :class:`FencedRedisPersonaStore` writes the same keys, with the same encodings, as
@@ -10,8 +10,9 @@ and the fenced persona store (Lua scripts).
   :class:`~intentstream.stream.state.lease.LeaseLost`.
 
 Blocking calls (redis-py); the writer runs them in a thread. Redis Cluster: the fenced
-scripts touch the lease, checkpoint, labels and users keys together, so they must share a
-hash slot; the product uses a single Redis (primary + replicas), where this holds.
+scripts touch the lease, checkpoint, labels and users keys together; they share the hash
+tag ``{pers}`` (:mod:`~intentstream.stream.state.redis.keys`), so one slot, and the same
+code runs on a standalone Redis and a cluster.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from intentstream.stream.state.lease import LeaseLost, new_token
-from intentstream.stream.state.redis.keys import writer_lease_key
+from intentstream.stream.state.redis.keys import users_key, writer_lease_key
 from intentstream.stream.state.redis.personas import RedisPersonaStore, assignment_batches, label_fields
 
 _RENEW = """
@@ -39,10 +40,16 @@ redis.call('del', KEYS[3])
 if #ARGV > 2 then redis.call('hset', KEYS[3], unpack(ARGV, 3)) end
 return 1
 """
-# KEYS: lease, users hash. ARGV: token, user, cluster, user, cluster, ...
+# KEYS: lease, users buckets. ARGV: token, then for each bucket in KEYS order: n, then n
+# (user, cluster) pairs.
 _SET_ASSIGNMENTS = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('hset', KEYS[2], unpack(ARGV, 2))
+local i = 2
+for k = 2, #KEYS do
+  local n = tonumber(ARGV[i])
+  redis.call('hset', KEYS[k], unpack(ARGV, i + 1, i + 2 * n))
+  i = i + 1 + 2 * n
+end
 return 1
 """
 
@@ -99,9 +106,13 @@ class FencedRedisPersonaStore(RedisPersonaStore):
             raise LeaseLost("checkpoint refused: the lease is held by another writer")
 
     def set_assignments(self, assignments: Mapping[str, int]) -> None:
-        for fields in assignment_batches(assignments, self.batch):
+        for batch in assignment_batches(assignments, self.batch):
+            keys = [self.lease_key]
             args: list[Any] = [self.token]
-            for user, cluster in fields.items():
-                args += [user, cluster]
-            if not self._assign(keys=[self.lease_key, self.users_key], args=args):
+            for bucket, fields in batch.items():
+                keys.append(users_key(self.key_prefix, bucket))
+                args.append(len(fields))
+                for user, cluster in fields.items():
+                    args += [user, cluster]
+            if not self._assign(keys=keys, args=args):
                 raise LeaseLost("users' clusters refused: the lease is held by another writer")

@@ -3,9 +3,14 @@ users' cluster personas that trigger workers read.
 
 Key layout (``stream/state/redis/keys.py``; ``P`` = ``[redis] key_prefix``):
 
-``P:pers:ckpt``    string, the latest ``PersonaModel.checkpoint()`` (model + statistics)
-``P:pers:users``   hash, user_id -> cluster id of the user's cluster persona (decimal text)
-``P:pers:labels``  hash, cluster id -> JSON ``{"stage", "urgency", "activity", "zh", "en"}``
+``P:{pers}:ckpt``       string, the latest ``PersonaModel.checkpoint()`` (model + statistics)
+``P:{pers}:users:<b>``  hash, user_id -> cluster id of the user's cluster persona (decimal
+                        text), for the users of bucket ``b = keys.user_bucket(user_id)``
+``P:{pers}:labels``     hash, cluster id -> JSON ``{"stage", "urgency", "activity", "zh", "en"}``
+
+One hash tag, so the same code runs on a Redis Cluster: the transaction and the fenced
+scripts below touch several of these keys in one slot. Reads of many users are one
+pipelined ``HMGET`` per bucket they fall in.
 
 Single writer: only the personas agent writes (River models cannot be merged, so one
 process learns; see :mod:`intentstream.stream.personas.service`). A checkpoint and its labels are written in
@@ -27,7 +32,7 @@ from typing import Any
 
 from intentstream.stream import codec
 from intentstream.stream.state.redis.client import make_client
-from intentstream.stream.state.redis.keys import checkpoint_key, labels_key, users_key
+from intentstream.stream.state.redis.keys import all_users_keys, checkpoint_key, labels_key, user_bucket, users_key
 
 
 def label_fields(labels: Mapping[int, Mapping[str, str]]) -> dict[str, bytes]:
@@ -35,11 +40,19 @@ def label_fields(labels: Mapping[int, Mapping[str, str]]) -> dict[str, bytes]:
     return {str(c): codec.dumps(dict(v)) for c, v in sorted(labels.items())}
 
 
-def assignment_batches(assignments: Mapping[str, int], size: int) -> Iterator[dict[str, str]]:
-    """The users hash's fields (user -> cluster id as decimal text), ``size`` at a time."""
-    items = list(assignments.items())
+def assignment_batches(assignments: Mapping[str, int], size: int) -> Iterator[dict[int, dict[str, str]]]:
+    """The users hashes' fields (bucket -> user -> cluster id as decimal text), at most
+    ``size`` users a batch.
+
+    >>> list(assignment_batches({"alice": 1, "bob": 2, "carol": 3}, 2))
+    [{64: {'bob': '2'}, 71: {'alice': '1'}}, {195: {'carol': '3'}}]
+    """
+    items = sorted(assignments.items(), key=lambda uc: user_bucket(uc[0]))
     for i in range(0, len(items), size):
-        yield {u: str(c) for u, c in items[i : i + size]}
+        batch: dict[int, dict[str, str]] = {}
+        for u, c in items[i : i + size]:
+            batch.setdefault(user_bucket(u), {})[u] = str(c)
+        yield batch
 
 
 class RedisPersonaStore:
@@ -50,7 +63,6 @@ class RedisPersonaStore:
         self.key_prefix = key_prefix
         self.batch = batch
         self.ckpt_key = checkpoint_key(key_prefix)
-        self.users_key = users_key(key_prefix)
         self.labels_key = labels_key(key_prefix)
 
     @classmethod
@@ -74,13 +86,14 @@ class RedisPersonaStore:
         if not assignments:
             return
         pipe = self.client.pipeline(transaction=False)
-        for fields in assignment_batches(assignments, self.batch):
-            pipe.hset(self.users_key, mapping=fields)
+        for batch in assignment_batches(assignments, self.batch):
+            for bucket, fields in batch.items():
+                pipe.hset(users_key(self.key_prefix, bucket), mapping=fields)
         pipe.execute()
 
     def delete_all(self) -> None:
         """Forget the model and every assignment (start over deliberately)."""
-        self.client.delete(self.ckpt_key, self.users_key, self.labels_key)
+        self.client.delete(self.ckpt_key, self.labels_key, *all_users_keys(self.key_prefix))
 
     # -- readers --------------------------------------------------------------------------
 
@@ -91,14 +104,23 @@ class RedisPersonaStore:
         return data if isinstance(data, bytes) else data.encode("latin-1")
 
     def get_assignment(self, user_id: str) -> int | None:
-        value = self.client.hget(self.users_key, user_id)
+        value = self.client.hget(users_key(self.key_prefix, user_bucket(user_id)), user_id)
         return None if value is None else int(value)
 
     def get_assignments(self, user_ids: Iterable[str]) -> list[int | None]:
         ids = list(user_ids)
         if not ids:
             return []
-        return [None if v is None else int(v) for v in self.client.hmget(self.users_key, ids)]
+        by_bucket: dict[int, list[str]] = {}
+        for u in ids:
+            by_bucket.setdefault(user_bucket(u), []).append(u)
+        pipe = self.client.pipeline(transaction=False)
+        for bucket, users in by_bucket.items():
+            pipe.hmget(users_key(self.key_prefix, bucket), users)
+        found: dict[str, int] = {}
+        for users, values in zip(by_bucket.values(), pipe.execute()):
+            found.update((u, int(v)) for u, v in zip(users, values) if v is not None)
+        return [found.get(u) for u in ids]
 
     def get_labels(self) -> dict[int, dict[str, str]]:
         raw = self.client.hgetall(self.labels_key)

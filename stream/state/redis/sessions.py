@@ -15,17 +15,14 @@ atomic on the server; if the client dies or the reply is lost, the outcome is un
 to the caller, which is why the engine reloads meta after any error and relies on
 offsets.
 
-Redis Cluster: user keys hash to many slots, so one MULTI cannot span them (and MGET
-neither). What still holds with per-slot writes in the order 3, 1, 2, 4 above
-(outbox first, meta last): each user's state is written atomically with its own
-``hi`` offset, so a redelivered event is skipped per user even if the partition meta
-was not written; outbox entries are keyed by deterministic id, so re-adding one is
-idempotent; due entries are rewritten for every user read from the store, so a lost
-``ZADD`` heals on the user's next event or flush. Not covered there: outbox sequence
-numbers of a step whose meta was lost are handed out again, so the agent must publish
-and ack the outbox it finds on restart before the next step (it does: recovery first).
-This module implements the standalone flavour (one transaction); a cluster flavour
-needs only that write order and per-slot GETs instead of MGET.
+Redis Cluster (a ``RedisCluster`` client, ``[redis] url = "redis+cluster://..."``): user
+keys hash to many slots, so one MULTI cannot span a step. The same class then commits
+through a write-ahead journal in the partition's slot (the commit point), then the user
+states, then due index and meta; readers lay a journal not yet finished over what they
+read, and ``MGET`` becomes one ``MGET`` per slot. Write order, per-slot reads and what a
+kill -9 between two slot writes leaves: :mod:`intentstream.stream.state.redis.journal`.
+Everything else (outbox acks, the due index, the ledger's scripts) already stays within
+one slot and runs unchanged.
 
 TTLs: user state keys expire ``[sessions] user_ttl_days`` after their last write
 (idle users vanish; a user silent longer comes back as a new user). Partition keys
@@ -40,13 +37,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar, cast
 
-import redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from intentstream.stream.settings import Settings, default_settings
 from intentstream.stream.state.redis import keys
-from intentstream.stream.state.redis.client import make_client
+from intentstream.stream.state.redis.client import UNAVAILABLE, Client, is_cluster, make_client
+from intentstream.stream.state.redis.journal import ClusterCommits, queue_partition_writes, queue_user_writes
 from intentstream.stream.state.redis.fatigue import RedisLedgerStore
 from intentstream.stream.state.sessions import CommitBatch, OutboxEntry, PartitionMeta, StoreUnavailable
 
@@ -66,15 +60,23 @@ class RedisSessionStore:
 
     holds_states = False  # commits carry serialised states
 
-    def __init__(self, client: redis.Redis, prefix: str, user_ttl_s: int | None = None) -> None:
+    def __init__(self, client: Client, prefix: str, user_ttl_s: int | None = None, *, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
         self.client = client
         self.prefix = prefix
         self.user_ttl_ms = (_user_ttl_s(default_settings()) if user_ttl_s is None else user_ttl_s) * 1000
+        # the journal protocol on a Redis Cluster (``wait_*``: [redis] wait_replicas, its
+        # WAIT); None: one MULTI per step
+        self.cluster = None
+        if is_cluster(client):
+            self.cluster = ClusterCommits(client, prefix, self.user_ttl_ms, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
 
     @classmethod
     def from_settings(cls, settings: Settings, prefix: str | None = None) -> RedisSessionStore:
         r = settings.redis
-        return cls(make_client(r), prefix if prefix is not None else r.key_prefix, _user_ttl_s(settings))
+        return cls(
+            make_client(r), prefix if prefix is not None else r.key_prefix, _user_ttl_s(settings),
+            wait_replicas=r.wait_replicas, wait_timeout_ms=r.wait_timeout_ms,
+        )  # fmt: skip
 
     def ledger(self) -> RedisLedgerStore:
         return RedisLedgerStore(self.client, self.prefix)
@@ -82,39 +84,44 @@ class RedisSessionStore:
     def _call(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except UNAVAILABLE as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
 
     def load_partition(self, partition: int) -> PartitionMeta:
+        if self.cluster is not None:
+            return self._call(lambda: self.cluster.load_meta(partition))  # type: ignore[union-attr]
         return PartitionMeta.load(self._call(lambda: cast("bytes | None", self.client.get(keys.partition_meta(self.prefix, partition)))))
 
     def load_users(self, partition: int, user_ids: Iterable[str]) -> dict[str, bytes]:
         users = list(user_ids)
         if not users:
             return {}
-        values = self._call(lambda: cast("list[bytes | None]", self.client.mget([keys.user_state(self.prefix, u) for u in users])))
-        return {u: v for u, v in zip(users, values) if v is not None}
+        names = [keys.user_state(self.prefix, u) for u in users]
+        cluster = self.cluster
+        if cluster is None:
+            values = self._call(lambda: cast("list[bytes | None]", self.client.mget(names)))
+            return {u: v for u, v in zip(users, values) if v is not None}
+        values = self._call(lambda: cast("list[bytes | None]", self.client.mget_nonatomic(names)))  # type: ignore[union-attr]  # one MGET per slot
+        found = {u: v for u, v in zip(users, values) if v is not None}
+        return self._call(lambda: cluster.overlay_users(partition, found, users))
 
     def due_users(self, partition: int, until_ms: int) -> list[str]:
+        cluster = self.cluster
+        if cluster is not None:
+            overlaid = self._call(lambda: cluster.overlay_dues(partition, until_ms))
+            if overlaid is not None:
+                return overlaid
         key = keys.partition_due(self.prefix, partition)
         members = self._call(lambda: cast("list[bytes]", self.client.zrangebyscore(key, "-inf", until_ms)))
         return [m.decode() for m in members]
 
     def commit(self, partition: int, batch: CommitBatch) -> None:
-        prefix, ttl = self.prefix, self.user_ttl_ms
+        if self.cluster is not None:
+            self._call(lambda: self.cluster.commit(partition, batch))  # type: ignore[union-attr]
+            return
         pipe = self.client.pipeline(transaction=True)
-        for user, data in batch.users.items():
-            pipe.set(keys.user_state(prefix, user), data, px=ttl)
-        due_key = keys.partition_due(prefix, partition)
-        add = {u: d for u, d in batch.dues.items() if d is not None}
-        remove = [u for u, d in batch.dues.items() if d is None]
-        if add:
-            pipe.zadd(due_key, add)
-        if remove:
-            pipe.zrem(due_key, *remove)
-        if batch.outbox:
-            pipe.hset(keys.partition_outbox(prefix, partition), mapping={e.id: e.dump() for e in batch.outbox})
-        pipe.set(keys.partition_meta(prefix, partition), batch.meta.dump())
+        queue_user_writes(pipe, self.prefix, batch, self.user_ttl_ms)
+        queue_partition_writes(pipe, self.prefix, partition, batch, outbox=True, rest=True)
         self._call(pipe.execute)
 
     def outbox(self, partition: int) -> list[OutboxEntry]:

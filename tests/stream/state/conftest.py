@@ -1,8 +1,9 @@
 """``backend``: the one fixture every state contract suite in this folder runs over.
 
-It is parametrized over the in-memory backends and a real Redis (that case is marked
-``integration`` and uses the stack's ``redis_client``: a database of its own, flushed
-before and after the test). Each ``backend.<protocol>()`` call returns a fresh, empty
+It is parametrized over the in-memory backends, a real Redis (marked ``integration``;
+the stack's ``redis_client``: a database of its own, flushed before and after the test)
+and a real Redis Cluster (marked ``integration`` and ``cluster``; ``redis_cluster_client``,
+3 primaries + 3 replicas, flushed before and after). Each ``backend.<protocol>()`` call returns a fresh, empty
 store of that kind, so a test may compare two stores of one backend; a contract test
 takes ``backend`` and never asks which one it got.
 
@@ -58,10 +59,18 @@ class RedisBackend:
         return RedisLedgerStore(self.client, self.prefix(), pipeline_size=7)  # small: batches span pipelines
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("redis-cluster", marks=[pytest.mark.integration, pytest.mark.cluster]),
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> MemoryBackend | RedisBackend:
     if request.param == "memory":
         return MemoryBackend()
+    if request.param == "redis-cluster":  # the same stores: the client decides (stream/state/redis/client.py)
+        return RedisBackend(request.getfixturevalue("redis_cluster_client"))
     return RedisBackend(request.getfixturevalue("redis_client"))
 
 

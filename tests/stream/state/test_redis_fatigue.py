@@ -96,8 +96,8 @@ class _BogusShaOnce:
         pipe, outer = self.real.pipeline(transaction=transaction), self
 
         class Pipe:
-            def evalsha(self, sha, *args):
-                return pipe.evalsha(outer._sha(sha), *args)
+            def execute_command(self, name, sha, *args):  # how the store queues EVALSHA
+                return pipe.execute_command(name, outer._sha(sha), *args)
 
             def execute(self, raise_on_error=True):
                 return pipe.execute(raise_on_error=raise_on_error)
