@@ -14,6 +14,14 @@ restart, before the first flush of a partition, :func:`already_published` reads 
 output partition the outbox targets from the offset recorded at the last ack to its end
 and drops the items whose id is already there. Only this partition's owner writes
 these ids, and the previous owner is gone, so the check is exact.
+
+On a replicated cluster it reads up to the high watermark: a send the dead owner left on
+the leader but not yet on every in-sync replica is invisible to it, and would go out
+again if it became visible later. That needs a follower that is alive but has not copied
+it for the whole takeover (the group's session timeout, 10 s, and more) while still
+counted in sync (``replica.lag.time.max.ms``, 30 s by default); a dead follower leaves the
+ISR once the controllers fence it (6-9 s). Transactions would close this gap (a new owner's
+``init_transactions`` aborts what the old one left); the fault tests do not reach it.
 """
 
 from __future__ import annotations

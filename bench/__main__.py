@@ -21,6 +21,7 @@ BENCHES = {
     "personas": False,
     "replay": True,
     "worker": True,
+    "cluster": True,
     "uplift": False,
     "policy": False,
     "offline": False,

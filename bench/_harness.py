@@ -362,6 +362,7 @@ def wait_caught_up(d: Deployment, ends: dict[int, int], members: int = 1, timeou
     raise TimeoutError, or with ``partial_ok`` return what was reached (``complete``
     False; t0 unset yet also raises). ``on_poll(now, committed)`` is called each poll."""
     from kafka import TopicPartition
+    from kafka.errors import KafkaError
 
     from intentstream.agents.kafka import admin_client
 
@@ -390,7 +391,13 @@ def wait_caught_up(d: Deployment, ends: dict[int, int], members: int = 1, timeou
             d.check_alive()
             if not stable:
                 stable = _group_stable(admin, d.group, members)
-            found = admin.list_group_offsets({d.group: tps}).get(d.group, {})
+            try:
+                found = admin.list_group_offsets({d.group: tps}).get(d.group, {})
+            except KafkaError as exc:  # e.g. no coordinator yet for a new group, or one moving
+                if not exc.retriable:
+                    raise
+                time.sleep(poll_s)
+                continue
             now = time.monotonic()
             done = {tp.partition: max(0, om.offset) for tp, om in found.items() if om is not None and om.offset is not None}
             committed = sum(min(done.get(p, 0), end) for p, end in ends.items())

@@ -225,14 +225,20 @@ def cpu_note(runs: list[Run]) -> str:
     return f"CPU cores used in the timed window (median): {', '.join(parts)}; total {total:.2f} of {os.cpu_count()}"
 
 
-def throughput_run(topic: str, ends: dict[int, int], kind: str, pids: dict[str, int], timeout: float) -> Run:
-    workers = 2 if kind == "full2" else 1
-    d = h.Deployment(f"tp{kind}", clickstream=topic, env=FAST_COMMIT)
+def throughput_run(
+    topic: str, ends: dict[int, int], kind: str, pids: dict[str, int] | dict[str, list[int]], timeout: float,
+    workers: int | None = None, env: dict[str, str] | None = None,
+) -> Run:
+    """One timed run: ``workers`` processes (default: 2 for ``full2``, else 1) of ``kind``
+    under a fresh group; ``env`` adds settings (bench/cluster.py: the Kafka cluster's)."""
+    workers = workers or (2 if kind == "full2" else 1)
+    d = h.Deployment(f"tp{kind}", clickstream=topic, env={**FAST_COMMIT, **(env or {})})
     with d:
         if kind != "bare":
             d.create_topics()
         procs = [d.start("bare" if kind == "bare" else "full") for _ in range(workers)]
-        watch = {"workers": [p.pid for p in procs], "bench": [os.getpid()], **{k: [v] for k, v in pids.items()}}
+        stack = {k: v if isinstance(v, list) else [v] for k, v in pids.items()}
+        watch = {"workers": [p.pid for p in procs], "bench": [os.getpid()], **stack}
         cu = h.wait_caught_up(d, ends, members=workers, timeout_s=timeout, watch=watch)
         peak = sum(h.rss_bytes(p.pid)[1] for p in procs)
     return Run(cu.rate, cu.seconds, {k: cu.cores(k) for k in watch}, peak)

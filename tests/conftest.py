@@ -15,6 +15,11 @@ Integration tests carry ``@pytest.mark.integration`` and use these fixtures:
     The two addresses.
 ``kafka_admin`` (session)
     A kafka-python ``KafkaAdminClient`` on the stack.
+``kafka_cluster`` (session)
+    The 3-node Kafka cluster (``scripts/stack up --cluster --kafka-only``), started if
+    needed and stopped at the end if started here: ``bootstrap``, ``env`` (the settings
+    that point the product at it, replication factor 3 included), ``kill(node)`` (SIGKILL)
+    and ``start(node)``. Tests that use it are marked ``cluster`` as well.
 ``unique_name`` / ``unique_topic`` (function)
     ``unique_name("orders")`` -> ``"t.orders.<random>"``: topic, group and key names no
     other test (or concurrent session) uses.
@@ -259,6 +264,38 @@ def kafka_admin(stack: Stack):
         admin.close()
 
 
+@dataclass
+class KafkaCluster:
+    """Handle on the 3-node Kafka cluster of ``scripts/stack up --cluster``."""
+
+    bootstrap: str
+    env: dict[str, str]
+    nodes: tuple[int, ...]
+
+    def kill(self, node: int) -> None:
+        run_stack("kafka-node", "kill", str(node))
+
+    def start(self, node: int) -> None:
+        run_stack("kafka-node", "start", str(node))
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
+    """The Kafka cluster; started if any node was down, stopped at the end if started here
+    (one session at a time uses it: fault tests kill its nodes)."""
+    if _skip_integration(request.config):
+        pytest.skip(f"integration tests skipped ({SKIP_ENV})")
+    info = stack_info()["kafka_cluster"]
+    started_here = not info["up"]
+    if started_here:
+        run_stack("up", "--cluster", "--kafka-only", "-q")
+    try:
+        yield KafkaCluster(bootstrap=info["bootstrap"], env=info["env"], nodes=tuple(map(int, info["nodes"])))
+    finally:
+        if started_here:
+            run_stack("down", "--cluster", "--kafka-only", check=False)
+
+
 # --------------------------------------------------------------------------- isolation
 
 
@@ -362,7 +399,7 @@ def redis_cluster(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     finally:
         with _leases_lock(state_dir) as leases:
             if owned_file.exists() and not [lease for lease in _live_leases(leases) if lease.name != me]:
-                run_stack("down", "--cluster", check=False)
+                run_stack("down", "--cluster", "--redis-only", check=False)  # not the Kafka cluster
                 owned_file.unlink(missing_ok=True)
 
 
