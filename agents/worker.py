@@ -64,6 +64,7 @@ class Pipeline:
         self.counters: dict[str, int] = defaultdict(int)
         self.outcomes = OutcomeMeter.from_settings(settings.outcomes)  # rolling conversion and uplift per trigger
         self.lock = asyncio.Lock()  # one step at a time: the agent and the idle timer share engines
+        self._publishing: asyncio.Future | None = None  # the previous batch's publish, while in flight
 
     def engine(self, p: int) -> Any:
         eng = self.engines.get(p)
@@ -92,20 +93,29 @@ class Pipeline:
                 delay = min(delay * 2, self.settings.worker.redis_retry_max_s)
 
     async def handle(self, batches: dict[int, list[tuple[int, bytes]]]) -> None:
-        """One fetched batch: each partition's engine step in turn (a thread each), then
+        """One fetched batch: every partition's engine step (one thread hop for all), then
         every partition's outbox published together — one wait for acks, not one per
-        partition."""
+        partition — **while the next batch is stepped**: the steps committed the outbox
+        to Redis already, so the input offsets may be committed before the sends land
+        (a crash leaves the entries pending and the next owner's :meth:`recover` sends
+        what Kafka does not have); publishes stay in batch order (:meth:`published`)."""
         async with self.lock:
             if not self.breaker_loaded:  # a restarted worker must not publish past an open breaker
                 await self.retrying("breaker", self.breaker.refresh)
                 self.breaker_loaded = True
-            stepped = []
-            produced: dict[str, int] = defaultdict(int)
-            for p, records in sorted(batches.items()):
-                eng = self.engine(p)
+            parts = sorted(batches)
+            engines = [self.engine(p) for p in parts]
+            for p, eng in zip(parts, engines):
                 await self.recover(p, eng)
                 self.last_input[p] = time.monotonic()
-                result = await self.retrying(f"partition {p}", functools.partial(eng.process, records))
+            # retried as a whole after an outage: partitions that committed skip their
+            # records as redelivered offsets
+            results = await self.retrying(
+                f"partitions {parts}", lambda: [eng.process(batches[p]) for p, eng in zip(parts, engines)]
+            )  # fmt: skip
+            stepped = []
+            produced: dict[str, int] = defaultdict(int)
+            for p, eng, result in zip(parts, engines, results):
                 for name, value in result.counters.items():
                     self.counters[name] += value
                     produced[name] += value
@@ -114,9 +124,17 @@ class Pipeline:
                     self.counters[f"invalid:{reason}"] += n
                 stepped.append((p, eng, result.outbox))
             await self.watch_storm([e for _, _, outbox in stepped for e in outbox], produced)
+            await self.published()  # the previous batch's outputs first
             # what each step just committed: no need to read it back from Redis (entries
             # a failed publish leaves behind go out with the next tick)
-            await asyncio.gather(*(self.publish(p, eng, entries) for p, eng, entries in stepped))
+            self._publishing = asyncio.ensure_future(asyncio.gather(*(self.publish(p, eng, entries) for p, eng, entries in stepped)))
+
+    async def published(self) -> None:
+        """Wait until the previous batch's outputs are published and acknowledged in Redis
+        (raising what failed there). Before anything else reads or drops an outbox."""
+        task, self._publishing = self._publishing, None
+        if task is not None:
+            await task
 
     async def watch_storm(self, entries: list, produced: dict[str, int]) -> None:
         """Feed the storm rule what the steps produced; trip the breaker (for every worker)
@@ -188,6 +206,7 @@ class Pipeline:
         now = time.monotonic()
         idle_after = self.settings.triggers.idle_partition_s
         async with self.lock:
+            await self.published()
             await self.retrying("breaker", self.breaker.refresh)
             self.breaker_loaded = True
             for p in sorted(assigned):
@@ -266,6 +285,7 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
         if "p" in state:
             async with state["p"].lock:
+                await state["p"].published()  # the sends of the revoked partitions land (or fail) first
                 state["p"].forget({tp.partition for tp in revoked if tp.topic == settings.topics.clickstream})
 
     return app, topics
