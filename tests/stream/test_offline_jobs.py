@@ -56,3 +56,20 @@ def test_a_failing_child_raises_instead_of_hanging():
             jobs.drain()
     finally:
         jobs.close()
+
+
+def test_the_segments_command_writes_each_output_once_when_forked(tmp_path, monkeypatch):
+    """Buffered output files are not written twice by the children (they exit without
+    flushing the parent's buffers)."""
+    from intentstream.stream.cli import main
+
+    src = tmp_path / "events.jsonl"
+    src.write_bytes(b"".join(line + b"\n" for line in LINES))
+    outs = []
+    for jobs in ("1", "2"):
+        monkeypatch.setenv("INTENTSTREAM_SESSIONS__OFFLINE_JOBS", jobs)
+        monkeypatch.setenv("INTENTSTREAM_SESSIONS__OFFLINE_PARALLEL_AFTER_EVENTS", "1")
+        out, dlq = tmp_path / f"seg{jobs}.jsonl", tmp_path / f"dlq{jobs}.jsonl"
+        assert main(["segments", str(src), "--out", str(out), "--dead-letter", str(dlq), "--no-progress"]) == 0
+        outs.append((out.read_bytes(), dlq.read_bytes()))
+    assert outs[0] == outs[1] and outs[0][0].count(b"\n") > 50
