@@ -64,7 +64,6 @@ class Pipeline:
         self.counters: dict[str, int] = defaultdict(int)
         self.outcomes = OutcomeMeter.from_settings(settings.outcomes)  # rolling conversion and uplift per trigger
         self.lock = asyncio.Lock()  # one step at a time: the agent and the idle timer share engines
-        self._publishing: asyncio.Future | None = None  # the previous batch's publish, while in flight
 
     def engine(self, p: int) -> Any:
         eng = self.engines.get(p)
@@ -95,10 +94,8 @@ class Pipeline:
     async def handle(self, batches: dict[int, list[tuple[int, bytes]]]) -> None:
         """One fetched batch: every partition's engine step (one thread hop for all), then
         every partition's outbox published together — one wait for acks, not one per
-        partition — **while the next batch is stepped**: the steps committed the outbox
-        to Redis already, so the input offsets may be committed before the sends land
-        (a crash leaves the entries pending and the next owner's :meth:`recover` sends
-        what Kafka does not have); publishes stay in batch order (:meth:`published`)."""
+        partition. (Publishing while the next batch is stepped was tried: with a Kafka
+        leader killed mid-stream the worker stopped consuming — bench/README.md.)"""
         async with self.lock:
             if not self.breaker_loaded:  # a restarted worker must not publish past an open breaker
                 await self.retrying("breaker", self.breaker.refresh)
@@ -124,17 +121,9 @@ class Pipeline:
                     self.counters[f"invalid:{reason}"] += n
                 stepped.append((p, eng, result.outbox))
             await self.watch_storm([e for _, _, outbox in stepped for e in outbox], produced)
-            await self.published()  # the previous batch's outputs first
             # what each step just committed: no need to read it back from Redis (entries
             # a failed publish leaves behind go out with the next tick)
-            self._publishing = asyncio.ensure_future(asyncio.gather(*(self.publish(p, eng, entries) for p, eng, entries in stepped)))
-
-    async def published(self) -> None:
-        """Wait until the previous batch's outputs are published and acknowledged in Redis
-        (raising what failed there). Before anything else reads or drops an outbox."""
-        task, self._publishing = self._publishing, None
-        if task is not None:
-            await task
+            await asyncio.gather(*(self.publish(p, eng, entries) for p, eng, entries in stepped))
 
     async def watch_storm(self, entries: list, produced: dict[str, int]) -> None:
         """Feed the storm rule what the steps produced; trip the breaker (for every worker)
@@ -206,7 +195,6 @@ class Pipeline:
         now = time.monotonic()
         idle_after = self.settings.triggers.idle_partition_s
         async with self.lock:
-            await self.published()
             await self.retrying("breaker", self.breaker.refresh)
             self.breaker_loaded = True
             for p in sorted(assigned):
@@ -285,7 +273,6 @@ def build(settings: Settings) -> tuple[faust.App, Topics]:
     async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
         if "p" in state:
             async with state["p"].lock:
-                await state["p"].published()  # the sends of the revoked partitions land (or fail) first
                 state["p"].forget({tp.partition for tp in revoked if tp.topic == settings.topics.clickstream})
 
     return app, topics
