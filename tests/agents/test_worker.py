@@ -24,9 +24,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
+from intentstream.agents.kafka import make_consumer
 from intentstream.stream import codec
+from intentstream.stream.settings import load_settings
 from intentstream.stream.contract.events import Event, format_ts, parse_event
 from intentstream.stream.synth.clickstream import generate_lines
 from intentstream.stream.synth.config import GeneratorConfig
@@ -120,7 +122,8 @@ class Deployment:
 
     def read(self, topic: str) -> list:
         """Every record of a topic, from the beginning to its current end."""
-        consumer = KafkaConsumer(bootstrap_servers=self.stack.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+        # the deployment's own connection settings (SASL/TLS on the secured cluster)
+        consumer = make_consumer(load_settings(env=self.env))
         try:
             parts = consumer.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in parts]
