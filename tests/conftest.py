@@ -24,7 +24,8 @@ Integration tests carry ``@pytest.mark.integration`` and use these fixtures:
     The secured clusters (``scripts/stack up --cluster --secure``: SASL_SSL Kafka with ACLs,
     a TLS Redis Cluster with ACL users), started if needed and stopped at the end if started
     here: ``info`` (``scripts/stack info``'s "secure"), ``kafka_env(user)`` and
-    ``redis_env(user)`` (the settings as that user, password included), ``password(user)``.
+    ``redis_env(user)`` (the settings as that user, password included), ``password(user)``,
+    ``kill(node)`` (SIGKILL a Kafka node) and ``start(node)``.
     Tests that use it are marked ``cluster`` as well.
 ``unique_name`` / ``unique_topic`` (function)
     ``unique_name("orders")`` -> ``"t.orders.<random>"``: topic, group and key names no
@@ -313,6 +314,13 @@ class SecureCluster:
 
     def kafka_env(self, user: str = "worker") -> dict[str, str]:
         return {**self.info["kafka"]["env"], "INTENTSTREAM_KAFKA__SASL_USERNAME": user, "INTENTSTREAM_KAFKA__SASL_PASSWORD": self.password(user)}
+
+    def kill(self, node: int) -> None:
+        """kill -9 one node of the secured Kafka cluster."""
+        run_stack("kafka-node", "kill", str(node), "--secure")
+
+    def start(self, node: int) -> None:
+        run_stack("kafka-node", "start", str(node), "--secure")
 
     def redis_env(self, user: str = "worker") -> dict[str, str]:
         url = self.info["redis"]["url"].replace("://worker@", f"://{user}@")

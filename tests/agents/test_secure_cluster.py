@@ -28,9 +28,10 @@ from kafka.errors import AuthorizationError, TopicAuthorizationFailedError
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from intentstream.agents.admin import grant_acls, worker_acls
-from intentstream.agents.kafka import make_consumer, make_producer
+from intentstream.agents.kafka import admin_client, make_consumer, make_producer
 from intentstream.stream.settings import load_settings
 from intentstream.stream.state.redis.client import make_client
+from tests.agents.test_cluster_faults import test_kill_9_the_input_partitions_leader_mid_stream as leader_kill
 from tests.agents.test_worker import Deployment, assert_same_as_offline, trace  # noqa: F401  (trace: a fixture)
 from tests.conftest import ROOT
 
@@ -133,6 +134,7 @@ def secure_deployment(secure_cluster, tmp_path):
     d.env.update(redis_env)  # the worker's Redis ACL allows its prefix only: flushed below
     admin_env = {**d.env, **secure_cluster.kafka_env("admin")}
     d.admin_env = admin_env  # type: ignore[attr-defined]
+    d.producer_env = secure_cluster.kafka_env("admin")  # the worker may not write its input
     assert cli(admin_env, "topics").returncode == 0
     grant_acls(load_settings(env=admin_env), worker_acls(load_settings(env=d.env), "User:worker"))
     client = make_client(load_settings(env=d.env).redis)
@@ -160,3 +162,18 @@ def test_the_worker_user_may_not_create_topics(secure_cluster):
     env = {**os.environ, **secure_cluster.kafka_env("worker"), "INTENTSTREAM_TOPICS__CLICKSTREAM": "not.created.by.admin"}
     out = cli(env, "topics")
     assert out.returncode == 2 and "not.created.by.admin are missing" in out.stderr and "\n" not in out.stderr.strip(), out.stderr
+
+
+@pytest.fixture
+def secure_admin(secure_cluster):
+    client = admin_client(load_settings(env=secure_cluster.kafka_env("admin")), client_id="intentstream-secure-fault-tests")
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def test_kill_9_the_input_partitions_leader_on_the_secured_cluster(secure_deployment, secure_admin, secure_cluster, trace):  # noqa: F811
+    """tests/agents/test_cluster_faults.py's leader kill, on SASL_SSL with the worker's ACLs:
+    clients re-authenticate to the new leaders and nothing is lost or doubled."""
+    leader_kill(secure_deployment, secure_admin, secure_cluster, trace)

@@ -86,6 +86,9 @@ class Deployment:
         }
         self.topics = {k.split("__")[1].lower(): v for k, v in self.env.items() if k.startswith("INTENTSTREAM_TOPICS__")}
         self.tmp = tmp_path
+        #: settings the replays' producer uses over ``env`` (on the secured cluster the
+        #: worker may not write its input: an admin's credentials)
+        self.producer_env: dict[str, str] = {}
         self.workers: list[subprocess.Popen] = []
         self.log_files: list = []
 
@@ -99,7 +102,7 @@ class Deployment:
         """``intentstream replay PATH --to-kafka --rate RATE`` running while the test goes on."""
         return subprocess.Popen(
             [sys.executable, "-m", "intentstream.stream.cli", "replay", str(path), "--to-kafka", "--rate", str(rate)],
-            env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**self.env, **self.producer_env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
     def start_worker(self) -> subprocess.Popen:
