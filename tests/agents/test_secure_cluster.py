@@ -33,7 +33,7 @@ from intentstream.stream.settings import load_settings
 from intentstream.stream.state.redis.client import make_client
 from tests.agents.test_cluster_faults import test_kill_9_the_input_partitions_leader_mid_stream as leader_kill
 from tests.agents.test_worker import Deployment, assert_same_as_offline, trace  # noqa: F401  (trace: a fixture)
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -177,3 +177,29 @@ def test_kill_9_the_input_partitions_leader_on_the_secured_cluster(secure_deploy
     """tests/agents/test_cluster_faults.py's leader kill, on SASL_SSL with the worker's ACLs:
     clients re-authenticate to the new leaders and nothing is lost or doubled."""
     leader_kill(secure_deployment, secure_admin, secure_cluster, trace)
+
+
+def test_kill_9_a_redis_primary_on_the_secured_cluster(secure_deployment, secure_cluster, trace):  # noqa: F811
+    """kill -9 the secured Redis primary holding partition 0's keys mid-stream (as
+    tests/agents/test_worker.py does on the plain cluster): its replica is promoted, the
+    worker's TLS/ACL client follows it, and the topics equal the offline replay."""
+    from intentstream.stream.state.redis import keys
+
+    path, expected = trace
+    d = secure_deployment
+    admin = make_client(load_settings(env=secure_cluster.redis_env("admin")).redis)
+    port = admin.get_node_from_key(keys.partition_meta(d.env["INTENTSTREAM_REDIS__KEY_PREFIX"], 0)).port
+    victim = next(n["index"] for n in secure_cluster.info["redis"]["nodes"] if n["port"] == port)
+    d.start_worker()
+    replay = d.replay_in_background(path, rate=4000)
+    try:
+        d.wait_for(d.topics["segments"], 200, timeout=90)  # well into the stream
+        run_stack("kill-redis-node", str(victim), "--secure")
+        killed = time.monotonic()
+        assert_same_as_offline(d, expected)
+        assert all(p.poll() is None for p in d.workers), d.logs()
+        print(f"\nsecured Redis primary kill: all outputs equal the offline replay {time.monotonic() - killed:.1f}s after kill -9")
+    finally:
+        replay.wait(120)
+        admin.close()
+        run_stack("start-redis-node", str(victim), "--secure")  # whole again (it rejoins as a replica)
