@@ -7,7 +7,9 @@ with SASL_SSL (SCRAM-SHA-512) and ACLs, a Redis Cluster over TLS with ACL users.
   user and never the secret (nor do the logs);
 * the worker's Redis user reaches only keys under its prefix, and ``default`` is off;
 * the worker runs end to end as the least-privileged ``worker`` user on both clusters and
-  its outputs equal the offline replay (tests/agents/test_worker.py's comparison).
+  its outputs equal the offline replay (tests/agents/test_worker.py's comparison), also
+  through the fault tests: kill -9 of the input's Kafka leader, of one of two workers
+  (tests/agents/test_cluster_faults.py's, reused) and of a Redis primary.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from intentstream.agents.kafka import admin_client, make_consumer, make_producer
 from intentstream.stream.settings import load_settings
 from intentstream.stream.state.redis.client import make_client
 from tests.agents.test_cluster_faults import test_kill_9_the_input_partitions_leader_mid_stream as leader_kill
+from tests.agents.test_cluster_faults import test_kill_9_one_of_two_workers_mid_stream as worker_kill
 from tests.agents.test_worker import Deployment, assert_same_as_offline, trace  # noqa: F401  (trace: a fixture)
 from tests.conftest import ROOT, run_stack
 
@@ -177,6 +180,11 @@ def test_kill_9_the_input_partitions_leader_on_the_secured_cluster(secure_deploy
     """tests/agents/test_cluster_faults.py's leader kill, on SASL_SSL with the worker's ACLs:
     clients re-authenticate to the new leaders and nothing is lost or doubled."""
     leader_kill(secure_deployment, secure_admin, secure_cluster, trace)
+
+
+def test_kill_9_one_of_two_workers_on_the_secured_cluster(secure_deployment, secure_admin, trace):  # noqa: F811
+    """tests/agents/test_cluster_faults.py's worker kill, both workers as ``worker``."""
+    worker_kill(secure_deployment, secure_admin, trace)
 
 
 def test_kill_9_a_redis_primary_on_the_secured_cluster(secure_deployment, secure_cluster, trace):  # noqa: F811
