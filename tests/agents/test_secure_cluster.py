@@ -34,6 +34,7 @@ from intentstream.agents.kafka import admin_client, make_consumer, make_producer
 from intentstream.stream.settings import load_settings
 from intentstream.stream.state.redis.client import make_client
 from tests.agents.test_cluster_faults import test_kill_9_the_input_partitions_leader_mid_stream as leader_kill
+from tests.agents.test_cluster_faults import IDLE_PARTITION_S
 from tests.agents.test_cluster_faults import test_kill_9_one_of_two_workers_mid_stream as worker_kill
 from tests.agents.test_worker import Deployment, assert_same_as_offline, trace  # noqa: F401  (trace: a fixture)
 from tests.conftest import ROOT, run_stack
@@ -198,6 +199,9 @@ def test_kill_9_a_redis_primary_on_the_secured_cluster(secure_deployment, secure
     admin = make_client(load_settings(env=secure_cluster.redis_env("admin")).redis)
     port = admin.get_node_from_key(keys.partition_meta(d.env["INTENTSTREAM_REDIS__KEY_PREFIX"], 0)).port
     victim = next(n["index"] for n in secure_cluster.info["redis"]["nodes"] if n["port"] == port)
+    # the stalled partition waits out the failover before adopting the others' watermark
+    # (tests/agents/test_cluster_faults.py: with 2 s its held-back events would turn late)
+    d.env["INTENTSTREAM_TRIGGERS__IDLE_PARTITION_S"] = str(IDLE_PARTITION_S)
     d.start_worker()
     replay = d.replay_in_background(path, rate=4000)
     try:
