@@ -22,7 +22,9 @@ The client libraries are imported only when a client or Faust credentials are ma
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
 from intentstream.stream.settings import KafkaSettings, Settings
@@ -86,14 +88,77 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
     return KafkaConsumer(**opts)
 
 
+class KafkaAccessError(Exception):
+    """The brokers refused this user: wrong credentials, or an operation its ACLs do not
+    allow. One line for the operator; it never holds a password."""
+
+
 def admin_client(settings: Settings, **overrides: Any) -> KafkaAdminClient:
-    """A kafka-python admin client from the settings' connection options."""
+    """A kafka-python admin client from the settings' connection options.
+
+    Raises :class:`KafkaAccessError` as soon as the brokers refuse the SASL credentials:
+    kafka-python would retry them until its bootstrap timeout and then report only that
+    timeout, so it bootstraps in short rounds and stops at a refusal (seen in its log).
+    """
+    import logging
+
     from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaTimeoutError, SaslAuthenticationFailedError
 
     opts = kafka_python_options(settings.kafka)
     opts.setdefault("request_timeout_ms", 30000)
     opts.update(overrides)
-    return KafkaAdminClient(**opts)
+    total_s = opts.pop("bootstrap_timeout_ms", 30000) / 1000
+    refused: list[BaseException] = []
+    made: list[Any] = []
+
+    def seen(record: logging.LogRecord) -> bool:  # "Bootstrap connection to ... failed: <exc>"
+        args = record.args if isinstance(record.args, tuple) else ()
+        refused.extend(a for a in args if isinstance(a, SaslAuthenticationFailedError))
+        return True
+
+    def client(**kwargs: Any) -> Any:  # a handle on it, to close it after a failed round
+        made.append(KafkaAdminClient.DEFAULT_CONFIG["kafka_client"](**kwargs))
+        return made[-1]
+
+    watched = logging.getLogger("kafka.net.manager")
+    watched.addFilter(seen)
+    deadline = time.monotonic() + total_s
+    try:
+        while True:
+            round_s = min(5.0, max(0.5, deadline - time.monotonic()))
+            try:
+                return KafkaAdminClient(**opts, kafka_client=client, bootstrap_timeout_ms=int(round_s * 1000))
+            except KafkaTimeoutError:
+                for c in made:
+                    with contextlib.suppress(Exception):
+                        c.close()
+                made.clear()
+                if refused:
+                    raise access_error(settings.kafka, refused[0]) from None
+                if time.monotonic() >= deadline:
+                    raise
+    finally:
+        watched.removeFilter(seen)
+
+
+def access_error(kafka: KafkaSettings, exc: BaseException) -> KafkaAccessError:
+    """The one-line error for an authentication or authorization failure of this user
+    (the broker's own message names the mechanism, never the password).
+
+    >>> from intentstream.stream.settings import KafkaSettings
+    >>> k = KafkaSettings.defaults(sasl_mechanism="SCRAM-SHA-512", sasl_username="w", sasl_password="s3cret")
+    >>> str(access_error(k, Exception("SaslAuthenticationFailedError: Authentication failed: invalid credentials")))
+    "Kafka at 127.0.0.1:19092 refused user 'w' (SCRAM-SHA-512): SaslAuthenticationFailedError: Authentication failed: invalid credentials; check [kafka] sasl_username and INTENTSTREAM_KAFKA__SASL_PASSWORD"
+    """
+    detail = " ".join(str(exc).split())
+    if kafka.sasl_password:
+        detail = detail.replace(kafka.sasl_password, "***")
+    user = kafka.sasl_username or "(anonymous)"
+    return KafkaAccessError(
+        f"Kafka at {kafka.bootstrap_servers} refused user {user!r} ({kafka.sasl_mechanism or kafka.security_protocol}): "
+        f"{detail}; check [kafka] sasl_username and INTENTSTREAM_KAFKA__SASL_PASSWORD"
+    )
 
 
 # --------------------------------------------------------------------------- aiokafka and Faust

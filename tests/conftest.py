@@ -20,6 +20,13 @@ Integration tests carry ``@pytest.mark.integration`` and use these fixtures:
     needed and stopped at the end if started here: ``bootstrap``, ``env`` (the settings
     that point the product at it, replication factor 3 included), ``kill(node)`` (SIGKILL)
     and ``start(node)``. Tests that use it are marked ``cluster`` as well.
+``secure_cluster`` (session)
+    The secured clusters (``scripts/stack up --cluster --secure``: SASL_SSL Kafka with ACLs,
+    a TLS Redis Cluster with ACL users), started if needed and stopped at the end if started
+    here: ``info`` (``scripts/stack info``'s "secure"), ``kafka_env(user)`` and
+    ``redis_env(user)`` (the settings as that user, password included), ``password(user)``,
+    ``kill(node)`` (SIGKILL a Kafka node) and ``start(node)``.
+    Tests that use it are marked ``cluster`` as well.
 ``unique_name`` / ``unique_topic`` (function)
     ``unique_name("orders")`` -> ``"t.orders.<random>"``: topic, group and key names no
     other test (or concurrent session) uses.
@@ -294,6 +301,48 @@ def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
     finally:
         if started_here:
             run_stack("down", "--cluster", "--kafka-only", check=False)
+
+
+@dataclass
+class SecureCluster:
+    """Handle on the secured clusters of ``scripts/stack up --cluster --secure``."""
+
+    info: dict[str, Any]
+
+    def password(self, user: str) -> str:
+        return Path(self.info["users"][user]["password_file"]).read_text().strip()
+
+    def kafka_env(self, user: str = "worker") -> dict[str, str]:
+        return {**self.info["kafka"]["env"], "INTENTSTREAM_KAFKA__SASL_USERNAME": user, "INTENTSTREAM_KAFKA__SASL_PASSWORD": self.password(user)}
+
+    def kill(self, node: int) -> None:
+        """kill -9 one node of the secured Kafka cluster."""
+        run_stack("kafka-node", "kill", str(node), "--secure")
+
+    def start(self, node: int) -> None:
+        run_stack("kafka-node", "start", str(node), "--secure")
+
+    def redis_env(self, user: str = "worker") -> dict[str, str]:
+        url = self.info["redis"]["url"].replace("://worker@", f"://{user}@")
+        return {"INTENTSTREAM_REDIS__URL": url, "INTENTSTREAM_REDIS__PASSWORD": self.password(user),
+                "INTENTSTREAM_REDIS__KEY_PREFIX": self.info["redis"]["worker_key_prefix"]}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def secure_cluster(request: pytest.FixtureRequest) -> Iterator[SecureCluster]:
+    """The secured clusters; started if not up, stopped at the end if started here."""
+    if _skip_integration(request.config):
+        pytest.skip(f"integration tests skipped ({SKIP_ENV})")
+    info = stack_info()["secure"]
+    started_here = not (info["kafka"]["up"] and info["redis"]["up"])
+    if started_here:
+        run_stack("up", "--cluster", "--secure", "-q")
+        info = stack_info()["secure"]
+    try:
+        yield SecureCluster(info)
+    finally:
+        if started_here:
+            run_stack("down", "--cluster", "--secure", check=False)
 
 
 # --------------------------------------------------------------------------- isolation

@@ -35,12 +35,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
 from intentstream.agents.admin import product_topics
-from intentstream.agents.kafka import admin_client
+from intentstream.agents.kafka import admin_client, make_consumer
 from intentstream.stream.settings import load_settings
 from tests.agents.test_worker import Deployment, assert_same_as_offline, free_port, trace  # noqa: F401  (trace: a fixture)
 
@@ -109,7 +109,7 @@ def committed(admin, d: Deployment) -> dict[int, int]:
 
 def input_ends(d: Deployment) -> dict[int, int]:
     """The input topic's end offsets, by partition."""
-    consumer = KafkaConsumer(bootstrap_servers=d.stack.kafka_bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = make_consumer(load_settings(env=d.env))  # the deployment's connection (SASL/TLS when secured)
     try:
         tps = [TopicPartition(d.topics["clickstream"], p) for p in consumer.partitions_for_topic(d.topics["clickstream"]) or ()]
         return {tp.partition: end for tp, end in consumer.end_offsets(tps).items()}

@@ -24,9 +24,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
+from intentstream.agents.kafka import make_consumer
 from intentstream.stream import codec
+from intentstream.stream.settings import load_settings
 from intentstream.stream.contract.events import Event, format_ts, parse_event
 from intentstream.stream.synth.clickstream import generate_lines
 from intentstream.stream.synth.config import GeneratorConfig
@@ -84,6 +86,9 @@ class Deployment:
         }
         self.topics = {k.split("__")[1].lower(): v for k, v in self.env.items() if k.startswith("INTENTSTREAM_TOPICS__")}
         self.tmp = tmp_path
+        #: settings the replays' producer uses over ``env`` (on the secured cluster the
+        #: worker may not write its input: an admin's credentials)
+        self.producer_env: dict[str, str] = {}
         self.workers: list[subprocess.Popen] = []
         self.log_files: list = []
 
@@ -97,7 +102,7 @@ class Deployment:
         """``intentstream replay PATH --to-kafka --rate RATE`` running while the test goes on."""
         return subprocess.Popen(
             [sys.executable, "-m", "intentstream.stream.cli", "replay", str(path), "--to-kafka", "--rate", str(rate)],
-            env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**self.env, **self.producer_env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
     def start_worker(self) -> subprocess.Popen:
@@ -120,7 +125,8 @@ class Deployment:
 
     def read(self, topic: str) -> list:
         """Every record of a topic, from the beginning to its current end."""
-        consumer = KafkaConsumer(bootstrap_servers=self.stack.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+        # the deployment's own connection settings (SASL/TLS on the secured cluster)
+        consumer = make_consumer(load_settings(env=self.env))
         try:
             parts = consumer.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in parts]
