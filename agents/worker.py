@@ -92,27 +92,20 @@ class Pipeline:
                 delay = min(delay * 2, self.settings.worker.redis_retry_max_s)
 
     async def handle(self, batches: dict[int, list[tuple[int, bytes]]]) -> None:
-        """One fetched batch: every partition's engine step (one thread hop for all), then
+        """One fetched batch: each partition's engine step in turn (a thread each), then
         every partition's outbox published together — one wait for acks, not one per
-        partition. (Publishing while the next batch is stepped was tried: with a Kafka
-        leader killed mid-stream the worker stopped consuming — bench/README.md.)"""
+        partition."""
         async with self.lock:
             if not self.breaker_loaded:  # a restarted worker must not publish past an open breaker
                 await self.retrying("breaker", self.breaker.refresh)
                 self.breaker_loaded = True
-            parts = sorted(batches)
-            engines = [self.engine(p) for p in parts]
-            for p, eng in zip(parts, engines):
-                await self.recover(p, eng)
-                self.last_input[p] = time.monotonic()
-            # retried as a whole after an outage: partitions that committed skip their
-            # records as redelivered offsets
-            results = await self.retrying(
-                f"partitions {parts}", lambda: [eng.process(batches[p]) for p, eng in zip(parts, engines)]
-            )  # fmt: skip
             stepped = []
             produced: dict[str, int] = defaultdict(int)
-            for p, eng, result in zip(parts, engines, results):
+            for p, records in sorted(batches.items()):
+                eng = self.engine(p)
+                await self.recover(p, eng)
+                self.last_input[p] = time.monotonic()
+                result = await self.retrying(f"partition {p}", functools.partial(eng.process, records))
                 for name, value in result.counters.items():
                     self.counters[name] += value
                     produced[name] += value

@@ -91,5 +91,7 @@ def test_clients_get_the_connection_options_their_defaults_and_overrides(recorde
         **conn, "group_id": None, "enable_auto_commit": False, "allow_auto_create_topics": False,
         "auto_offset_reset": "earliest", "fetch_max_wait_ms": 200,
     }  # fmt: skip
-    assert k.admin_client(s).kwargs == {**conn, "request_timeout_ms": 30000}
+    admin = dict(k.admin_client(s).kwargs)
+    assert callable(admin.pop("kafka_client"))  # a handle on each client, closed after a refused round
+    assert admin == {**conn, "request_timeout_ms": 30000, "bootstrap_timeout_ms": 5000}  # bootstrap in 5 s rounds
     assert k.admin_client(s, client_id="tests").kwargs["client_id"] == "tests"
