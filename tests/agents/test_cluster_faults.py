@@ -54,7 +54,7 @@ RATE = 400
 IDLE_PARTITION_S = 20
 
 #: The leader-kill tests, plain and secured, run on request only: on this 2-core machine
-#: they failed in 3 of the last 8 runs under load (consumption not resumed on every
+#: they failed in 3 of 7 runs under load (consumption not resumed on every
 #: partition within 180 s after the kill; issue 15 stays open until the cause is known).
 #: INTENTSTREAM_LEADER_KILL_TESTS=1 .venv/bin/pytest -m cluster -k leader
 LEADER_KILL = pytest.mark.skipif(
