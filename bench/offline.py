@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -31,6 +32,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+from bench._harness import rss_bytes
 from bench.common import Result, print_table
 from intentstream.stream import codec
 from intentstream.stream.contract.events import format_ts, parse_event
@@ -89,27 +91,19 @@ def long_tail_stream(users: int, hours: float, seed: int = 11, cap: int = 8) -> 
             heapq.heappush(heap, (t + rng.randrange(5_000, 120_000), u, i + 1, n))
 
 
-def _vm(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def memory_child(users: int, hours: float) -> dict[str, float]:
     """In a fresh process: peak RSS growth of one offline replay of ``users`` users."""
     stream = long_tail_stream(users, hours)
     # one process, so its peak is the run's (forked jobs would split the state between them)
     runner = OfflineRunner(load_settings(env={"INTENTSTREAM_SESSIONS__OFFLINE_JOBS": "1"}))
-    before = _vm("VmRSS:")
+    before = rss_bytes(os.getpid())[0]
     started = time.perf_counter()
     outputs = 0
     for _ in runner.run(((i, line) for i, line in enumerate(stream, 1))):
         outputs += 1
     events = runner.counters["events"]
     elapsed = time.perf_counter() - started
-    peak = _vm("VmHWM:")
+    peak = rss_bytes(os.getpid())[1]
     return {"users": users, "events": events, "outputs": outputs, "seconds": elapsed,
             "rss_before": before, "peak": peak, "per_user": (peak - before) / users}
 
