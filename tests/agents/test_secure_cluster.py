@@ -30,11 +30,11 @@ from kafka.errors import AuthorizationError, TopicAuthorizationFailedError
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from intentstream.agents.admin import grant_acls, worker_acls
-from intentstream.agents.kafka import admin_client, make_consumer, make_producer
+from intentstream.agents.kafka import make_consumer, make_producer
 from intentstream.stream.settings import load_settings
 from intentstream.stream.state.redis.client import make_client
 from tests.agents.test_cluster_faults import test_kill_9_the_input_partitions_leader_mid_stream as leader_kill
-from tests.agents.test_cluster_faults import IDLE_PARTITION_S, LEADER_KILL
+from tests.agents.test_cluster_faults import IDLE_PARTITION_S, ClusterAdmin
 from tests.agents.test_cluster_faults import test_kill_9_one_of_two_workers_mid_stream as worker_kill
 from tests.agents.test_worker import Deployment, assert_same_as_offline, trace  # noqa: F401  (trace: a fixture)
 from tests.conftest import ROOT, run_stack
@@ -170,14 +170,13 @@ def test_the_worker_user_may_not_create_topics(secure_cluster):
 
 @pytest.fixture
 def secure_admin(secure_cluster):
-    client = admin_client(load_settings(env=secure_cluster.kafka_env("admin")), client_id="intentstream-secure-fault-tests")
+    client = ClusterAdmin(load_settings(env=secure_cluster.kafka_env("admin")), client_id="intentstream-secure-fault-tests")
     try:
         yield client
     finally:
         client.close()
 
 
-@LEADER_KILL
 def test_kill_9_the_input_partitions_leader_on_the_secured_cluster(secure_deployment, secure_admin, secure_cluster, trace):  # noqa: F811
     """tests/agents/test_cluster_faults.py's leader kill, on SASL_SSL with the worker's ACLs:
     clients re-authenticate to the new leaders and nothing is lost or doubled."""

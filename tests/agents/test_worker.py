@@ -58,6 +58,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: the workers' log level (INTENTSTREAM_TEST_WORKER_LOGLEVEL=info to see the group's
+#: coordination and the fetcher's errors when a test fails)
+LOGLEVEL = os.environ.get("INTENTSTREAM_TEST_WORKER_LOGLEVEL", "warning")
+
+
 class Deployment:
     """One isolated deployment: its own topics, consumer group and Redis key prefix."""
 
@@ -102,14 +107,19 @@ class Deployment:
         """``intentstream replay PATH --to-kafka --rate RATE`` running while the test goes on."""
         return subprocess.Popen(
             [sys.executable, "-m", "intentstream.stream.cli", "replay", str(path), "--to-kafka", "--rate", str(rate)],
-            env={**self.env, **self.producer_env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**self.env, **self.producer_env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._log("replay"),
         )  # fmt: skip
 
-    def start_worker(self) -> subprocess.Popen:
-        log = open(self.tmp / f"worker{len(self.workers)}.log", "w")
+    def _log(self, name: str):
+        """A log file in the test's directory, closed by ``kill_all`` (``logs`` shows them)."""
+        log = open(self.tmp / f"{name}.log", "w")
         self.log_files.append(log)
+        return log
+
+    def start_worker(self) -> subprocess.Popen:
+        log = self._log(f"worker{len(self.workers)}")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "intentstream.stream.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "intentstream.stream.cli", "worker", "--loglevel", LOGLEVEL],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self.workers.append(proc)
@@ -155,7 +165,7 @@ class Deployment:
             time.sleep(1)
 
     def logs(self) -> str:
-        return "\n".join(p.read_text()[-3000:] for p in sorted(self.tmp.glob("worker*.log")))
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.tmp.glob("*.log")))
 
 
 @pytest.fixture
