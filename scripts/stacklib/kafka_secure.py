@@ -11,6 +11,10 @@ cluster's base + 20), with:
     passwords: no password on a command line); ACLs by the StandardAuthorizer, no ACL = deny.
 
 Nothing is plaintext on the network; the data dirs on disk are not encrypted.
+
+Measured here (load ~3): `up --cluster --secure` 28 s from nothing, of which this cluster
+22 s (the three formats included; the secured Redis Cluster 2.2 s, topics and ACLs ~3 s);
+~0.3-0.35 GB RSS per JVM.
 """
 
 from __future__ import annotations

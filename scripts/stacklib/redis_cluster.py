@@ -3,6 +3,10 @@ with one replica each, on cfg.redis_cluster_port .. + 2*primaries - 1 (cluster b
 10000). Nodes are services named "redis-cluster-<i>" (pid file, data dir and log like the
 others); `up` starts them and `redis-cli --cluster create`s the cluster once (nodes.conf
 keeps the topology across restarts). Also the RESP client the stack's Redis checks use.
+
+Sized for a 2-core 24 GiB dev box (measured there, redis-server 7.0): 6 nodes take ~13 MB
+RSS each empty (~80 MB together); `up` takes ~2.3 s from nothing and ~2.2 s from stopped
+nodes; cluster-node-timeout is 2 s, so a killed primary's replica is promoted ~4 s later.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ primaries, one replica each), services redis-secure-<i> on INTENTSTREAM_STACK_RE
     everything; `replication` only what a replica sends its primary; `worker` only keys
     under `<prefix>:` (INTENTSTREAM_STACK_REDIS_WORKER_PREFIX, else INTENTSTREAM_REDIS__KEY_PREFIX,
     else "is") and the commands the stores and redis-py's RedisCluster need.
+
+Measured here (load ~3): `up` 2.2 s of the 28 s of `up --cluster --secure`; ~16 MB RSS per node.
 """
 
 from __future__ import annotations
