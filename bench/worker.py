@@ -351,6 +351,34 @@ def print_pyspy(lines: list[str]) -> None:
     print(f"\npy-spy (--gil, {total:,} samples: Python holding the GIL), by package of the running frame:")
     print("- " + ", ".join(f"{pkg} {n / total:.0%}" for pkg, n in by_pkg.most_common(10)))
     print("- top functions: " + "; ".join(f"{fn} {n / total:.1%}" for fn, n in by_fn.most_common(8)))
+    by_owner: Counter[str] = Counter()
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            by_owner[_owner(stack)] += int(count)
+    print("- by the work a sample belongs to (its outermost known frame): " + ", ".join(f"{o} {n / total:.0%}" for o, n in by_owner.most_common()))
+
+
+#: (what a sample belongs to, a frame that marks it): the first marker found from the
+#: root of the stack wins
+OWNERS = (
+    ("persona writer", "PersonaWriter."),
+    ("ops metrics", "agents/monitoring.py"),
+    ("engine step", "PartitionEngine."),
+    ("outbox publish", "Pipeline.publish"),
+    ("outbox recovery", "Pipeline.recover"),
+    ("idle tick", "Pipeline.tick"),
+    ("Kafka consumer thread", "AIOKafkaConsumerThread"),
+    ("Kafka producer", "aiokafka/producer/"),
+    ("agent loop (take_events, handle)", "sessionize"),
+)
+
+
+def _owner(stack: str) -> str:
+    for label, marker in OWNERS:
+        if marker in stack:
+            return label
+    return "other (event loop, Faust, threads)"
 
 
 def _package(frame: str) -> str:
