@@ -1,4 +1,8 @@
-"""Run every benchmark and print its table: ``python -m bench [NAME ...] [-- ARGS]``.
+"""Run every benchmark and print its table: ``python -m bench [NAME ...] [OPTIONS]``.
+
+``OPTIONS`` (everything from the first word that starts with ``-``; a ``--`` before them
+is allowed) go to each named benchmark's ``main``: ``python -m bench offline --cases
+generated``, ``python -m bench worker --profile``.
 
 Each module ``bench/<name>.py`` has ``main(argv)`` that measures its cases several times
 against a baseline measured in the same run, and prints a table of medians with min-max.
@@ -29,7 +33,14 @@ BENCHES = {
 
 
 def main(argv: list[str]) -> int:
-    names = [a for a in argv if not a.startswith("-")] or list(BENCHES)
+    first_option = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    named, options = argv[:first_option], argv[first_option:]
+    if options[:1] == ["--"]:
+        options = options[1:]
+    if options and not named:
+        print("options are for a benchmark: name it first (python -m bench offline --cases generated)", file=sys.stderr)
+        return 2
+    names = named or list(BENCHES)
     unknown = set(names) - set(BENCHES)
     if unknown:
         print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; have {', '.join(BENCHES)}", file=sys.stderr)
@@ -46,7 +57,7 @@ def main(argv: list[str]) -> int:
                 continue
             raise
         started = time.perf_counter()
-        module.main([])
+        module.main(list(options))
         print(f"\n({name}: {time.perf_counter() - started:.0f}s)")
     return 0
 
