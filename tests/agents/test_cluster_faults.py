@@ -20,8 +20,8 @@ Why a leader's death loses nothing acknowledged and duplicates nothing here:
   and outbox are in Redis: whatever is replayed to it after a failover is deduplicated by
   the engine and the outbox recovery (agents/outbox.py), as after a kill -9 of the worker.
 
-Run them alone with ``pytest -m cluster`` (about a minute and a half, the cluster's start
-included).
+Run them alone with ``pytest tests/agents/test_cluster_faults.py`` (about 3 minutes, the
+cluster's start included); ``pytest -m cluster`` adds the Redis Cluster and secured cases.
 """
 
 from __future__ import annotations
@@ -193,8 +193,9 @@ def test_the_product_topics_have_three_replicas_two_of_them_in_sync(deployment, 
 
 
 def test_kill_9_the_input_partitions_leader_mid_stream(deployment, admin, kafka_cluster, trace):  # noqa: F811
-    """kill -9 the broker leading most of ``clickstream``'s partitions while the replay
-    sends and the worker consumes and publishes; restart it once the stream flows again."""
+    """kill -9 a broker leading ``clickstream`` partitions — the worker group's coordinator
+    when it leads any, else the one leading most — while the replay sends and the worker
+    consumes and publishes; restart it once the stream flows again."""
     path, expected = trace
     d = deployment
     # While its leader is dead a partition receives nothing (the producers hold its
