@@ -58,6 +58,7 @@ from intentstream.stream.settings import PersonaWriterSettings, Settings
 from intentstream.stream.state.lease import LeaseLost, WriterLease
 from intentstream.stream.state.redis.client import make_client
 from intentstream.stream.state.redis.lease import RedisWriterLease
+from intentstream.stream.state.redis.personas import migrate_legacy_personas
 
 log = logging.getLogger("intentstream.personas")
 T = TypeVar("T")
@@ -218,6 +219,9 @@ class PersonaWriter:
         graceful = False
         try:
             store = lease.fenced_store(token)
+            # a deployment upgraded from the old key layout keeps its model and personas
+            prefix = self.settings.redis.key_prefix
+            await self._retrying("legacy personas", lambda: migrate_legacy_personas(self._client_for(), prefix))
             try:
                 svc = await self._retrying("restore checkpoint", lambda: PersonaService.start(self.settings, store))
             except CheckpointError:

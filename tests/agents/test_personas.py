@@ -36,7 +36,7 @@ from intentstream.stream.personas.checkpoint import read_checkpoint_meta
 from intentstream.stream.personas.merge import PartitionMerger, SegmentRecord
 from intentstream.stream.personas.model import PersonaModel
 from intentstream.stream.personas.records import MalformedSegment, parse_segment
-from intentstream.stream.state.redis.keys import all_users_keys, checkpoint_key, labels_key, writer_lease_key
+from intentstream.stream.state.redis.keys import all_users_keys, checkpoint_key, labels_key, legacy_persona_keys, writer_lease_key
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
@@ -220,6 +220,35 @@ def test_segments_are_learned_once_in_merge_order_and_users_get_their_clusters(s
     assert set(published) == users and published == dict(ref.users)
     assert client.hlen(labels_key("p1")) >= 2
     assert client.get(writer_lease_key("p1")) is None  # released on the graceful stop
+
+
+@pytest.mark.integration
+def test_an_upgrade_from_the_old_key_layout_keeps_the_model_and_resumes_where_it_was(stack, make_topics, redis_db):
+    """A deployment whose personas were written before the ``{pers}`` keys: the next
+    writer moves them (stream/state/redis/personas.py) and learns only what came after
+    its checkpoint; the model ends equal to one uninterrupted pass."""
+    (topic,) = make_topics({"segments": PARTITIONS})
+    payloads = list(segment_payloads())
+    head, tail = payloads[:200], payloads[200:]
+    produce(stack.kafka_bootstrap, topic, head)
+    settings = stack.settings(**writer_env(topic, redis_db.url, "p1"))
+    asyncio.run(run_until_learned(PersonaWriter(settings, owner="old"), len(head)))
+    client = redis_db.client
+    # what the version before wrote: the same values under the old names
+    old_ckpt, old_labels, old_users = legacy_persona_keys("p1")
+    client.set(old_ckpt, checkpoint(client, "p1"))
+    client.hset(old_labels, mapping=client.hgetall(labels_key("p1")))
+    client.hset(old_users, mapping={u: str(c) for u, c in users_hash(client, "p1").items()})
+    client.delete(checkpoint_key("p1"), labels_key("p1"), *all_users_keys("p1"))
+
+    produce(stack.kafka_bootstrap, topic, tail)
+    writer = PersonaWriter(settings, owner="new")
+    asyncio.run(run_until_learned(writer, len(tail)))
+    assert writer.counters["learned"] == len(tail)  # resumed at the migrated checkpoint's offsets
+    assert not any(client.exists(k) for k in legacy_persona_keys("p1"))
+    ref = reference_model(settings, topic)
+    assert_same_model(checkpoint(client, "p1"), ref, settings)
+    assert users_hash(client, "p1") == dict(ref.users)
 
 
 @pytest.mark.integration

@@ -46,6 +46,9 @@ key                                   type      what
 ``P:{pers}:labels``                   hash      cluster id -> JSON label as of the checkpoint
 ``P:{pers}:writer``                   string    token of the personas writer holding the
                                                 single-writer lease (TTL); absent when free
+``P:pers:ckpt``, ``P:pers:labels``,  string,   the personas of the layout before the ``{pers}``
+``P:pers:users``                      hash      tag: read once and deleted by the writer's
+                                                migration (stream/state/redis/personas.py)
 ====================================  ========  ==================================================
 
 >>> user_state("is", "alice"), partition_meta("is", 3)
@@ -160,3 +163,10 @@ def labels_key(prefix: str) -> str:
 
 def writer_lease_key(prefix: str) -> str:
     return f"{_personas(prefix)}:writer"
+
+
+def legacy_persona_keys(prefix: str) -> tuple[str, str, str]:
+    """The personas' keys before they shared the ``{pers}`` hash tag (until 2026-12-02):
+    checkpoint, labels and the single users hash. Read once, by the migration in
+    :func:`intentstream.stream.state.redis.personas.migrate_legacy_personas`."""
+    return f"{prefix}:pers:ckpt", f"{prefix}:pers:labels", f"{prefix}:pers:users"

@@ -27,12 +27,17 @@ by the personas agent. Do not point it at a Redis others can write to.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from intentstream.stream import codec
-from intentstream.stream.state.redis.client import make_client
-from intentstream.stream.state.redis.keys import all_users_keys, checkpoint_key, labels_key, user_bucket, users_key
+from intentstream.stream.state.redis.client import is_cluster, make_client
+from intentstream.stream.state.redis.keys import (
+    all_users_keys, checkpoint_key, labels_key, legacy_persona_keys, user_bucket, users_key,
+)  # fmt: skip
+
+log = logging.getLogger("intentstream.personas")
 
 
 def label_fields(labels: Mapping[int, Mapping[str, str]]) -> dict[str, bytes]:
@@ -125,3 +130,54 @@ class RedisPersonaStore:
     def get_labels(self) -> dict[int, dict[str, str]]:
         raw = self.client.hgetall(self.labels_key)
         return {int(c): codec.loads(v) for c, v in raw.items()}
+
+
+def migrate_legacy_personas(client: Any, prefix: str, *, batch: int = 1000) -> int | None:
+    """Move the personas written before the ``{pers}`` key layout (``P:pers:ckpt``,
+    ``P:pers:labels``, the single ``P:pers:users`` hash) to today's keys, so an upgraded
+    deployment keeps its model, its labels and every user's persona instead of learning
+    again from whatever the ``segments`` topic still holds. The writer calls it once per
+    term, holding the lease, before it restores the checkpoint.
+
+    Safe at every line: (1) the users are copied into their buckets (HSCAN in batches,
+    HSET: the same values however often it runs); (2) one MULTI/EXEC sets the new
+    checkpoint and labels and deletes the three old keys. A kill between the two repeats
+    (1), then does (2); after (2) nothing is left to do. Skipped when the new checkpoint
+    exists already (the old keys are then left alone, with a warning: something of the
+    old version wrote after the migration) and on a Redis Cluster (the old layout never
+    ran there). Returns how many users moved, or None when there was nothing to move."""
+    ckpt, labels, users = legacy_persona_keys(prefix)
+    if is_cluster(client) or not client.exists(ckpt):
+        return None
+    if client.exists(checkpoint_key(prefix)):
+        log.warning("personas: keys of the old layout (%s, %s, %s) beside today's checkpoint: left alone", ckpt, labels, users)
+        return None
+    moved = 0
+    cursor = 0
+    while True:
+        cursor, fields = client.hscan(users, cursor, count=batch)
+        if fields:
+            pipe = client.pipeline(transaction=False)
+            for bucket, chunk in _by_bucket(fields).items():
+                pipe.hset(users_key(prefix, bucket), mapping=chunk)
+            pipe.execute()
+            moved += len(fields)
+        if int(cursor) == 0:
+            break
+    checkpoint, old_labels = client.get(ckpt), client.hgetall(labels)
+    pipe = client.pipeline(transaction=True)
+    pipe.set(checkpoint_key(prefix), checkpoint)
+    pipe.delete(labels_key(prefix))
+    if old_labels:
+        pipe.hset(labels_key(prefix), mapping=old_labels)
+    pipe.delete(ckpt, labels, users)
+    pipe.execute()
+    log.info("personas: moved the model, %d labels and %d users' personas from the old key layout", len(old_labels), moved)
+    return moved
+
+
+def _by_bucket(fields: Mapping[Any, Any]) -> dict[int, dict[Any, Any]]:
+    out: dict[int, dict[Any, Any]] = {}
+    for user, cluster in fields.items():
+        out.setdefault(user_bucket(user.decode("utf-8", "surrogatepass") if isinstance(user, bytes) else user), {})[user] = cluster
+    return out
