@@ -120,29 +120,22 @@ def cmd_up(cfg: Config, args: argparse.Namespace) -> int:
     services = _services(args)
     if args.secure and not args.cluster:
         raise StackError("--secure goes with --cluster (only the clusters have a secured flavour)")
-    if args.secure:
+    if args.cluster:
+        if args.secure:
+            kafka_up, redis_up, show_env, what = kafka_secure_up, redis_secure_up, print_secure_env, "secured clusters are up; point the worker"
+        else:
+            kafka_up, redis_up, show_env, what = kafka_cluster_up, redis_cluster_up, print_cluster_env, "clusters are up; point the product"
         cfg.state.mkdir(parents=True, exist_ok=True)
         with file_lock(cfg.state / ".lock"):
             if "kafka" in services:
-                kafka_secure_up(cfg)
+                kafka_up(cfg)
             if "redis" in services:
-                redis_secure_up(cfg)
-        if "kafka" in services:  # the product's topics and the users' ACLs, as admin
+                redis_up(cfg)
+        if args.secure and "kafka" in services:  # the product's topics and the users' ACLs, as admin
             secure_topics(cfg)
         if not args.quiet:
-            say("\n# the secured clusters are up; point the worker at them with:")
-            print_secure_env(cfg, services)
-        return 0
-    if args.cluster:
-        cfg.state.mkdir(parents=True, exist_ok=True)
-        with file_lock(cfg.state / ".lock"):
-            if "kafka" in services:
-                kafka_cluster_up(cfg)
-            if "redis" in services:
-                redis_cluster_up(cfg)
-        if not args.quiet:
-            say("\n# the clusters are up; point the product at them with:")
-            print_cluster_env(cfg, services)
+            say(f"\n# the {what} at them with:")
+            show_env(cfg, services)
         return 0
     with file_lock(cfg.state / ".lock"):
         bring_up(cfg, {s: STARTERS[s] for s in services})

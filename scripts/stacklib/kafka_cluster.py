@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import shutil
 import subprocess
 import time
 
-from .common import KAFKA_CLUSTER, Config, StackError, running_pid, say
+from .common import KAFKA_CLUSTER, Config, StackError, say
 from .kafka import kafka_properties, launch_kafka, new_cluster_id
 from .probes import kafka_answers
-from .services import Starter, bring_up, status_rows, stop_all
+from .services import Starter, bring_up, none_running, status_rows, stop_all, wipe_nodes
 
 KAFKA_CLUSTER_NODES = (1, 2, 3)
 #: three replicas of every topic, an acks=all write acknowledged once two have it: one
@@ -109,15 +108,12 @@ def kafka_cluster_up(cfg: Config) -> None:
 def kafka_cluster_down(cfg: Config, wipe: bool) -> None:
     stop_all(cfg, KAFKA_CLUSTER_SERVICES)
     if wipe:
-        for service in KAFKA_CLUSTER_SERVICES:
-            shutil.rmtree(cfg.dir(service), ignore_errors=True)
-        say(f"{KAFKA_CLUSTER}: data deleted")
+        wipe_nodes(cfg, KAFKA_CLUSTER, KAFKA_CLUSTER_SERVICES)
 
 
 def kafka_cluster_status(cfg: Config) -> bool | None:
     """A line per node; None when no node runs (the cluster is optional), else whether all answer."""
-    if not any(running_pid(cfg, s) for s in KAFKA_CLUSTER_SERVICES):
-        say(f"{KAFKA_CLUSTER:16} down       {kafka_cluster_bootstrap(cfg)}  (optional: `up --cluster --kafka-only`)")
+    if none_running(cfg, KAFKA_CLUSTER, KAFKA_CLUSTER_SERVICES, kafka_cluster_bootstrap(cfg), "up --cluster --kafka-only"):
         return None
     return status_rows(cfg, KAFKA_CLUSTER_SERVICES)
 

@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import shutil
 import subprocess
 import time
 
-from .common import KAFKA_SECURE, Config, StackError, running_pid, say
+from .common import KAFKA_SECURE, Config, StackError, say
 from .kafka import launch_kafka, new_cluster_id
 from .kafka_cluster import KAFKA_CLUSTER_NODES, KAFKA_CLUSTER_REPLICATION, kafka_cluster_properties
 from .probes import kafka_secure_answers
 from .secure import NODE_CN, SCRAM, SECURE_USERS, ensure_tls_material, scram_format_args, secure_ca, secure_password
-from .services import Starter, bring_up, status_rows, stop_all
+from .services import Starter, bring_up, none_running, status_rows, stop_all, wipe_nodes
 
 
 def kafka_secure_service(node: int) -> str:
@@ -128,13 +127,10 @@ def kafka_secure_up(cfg: Config) -> None:
 def kafka_secure_down(cfg: Config, wipe: bool) -> None:
     stop_all(cfg, KAFKA_SECURE_SERVICES)
     if wipe:
-        for service in KAFKA_SECURE_SERVICES:
-            shutil.rmtree(cfg.dir(service), ignore_errors=True)
-        say(f"{KAFKA_SECURE}: data deleted")
+        wipe_nodes(cfg, KAFKA_SECURE, KAFKA_SECURE_SERVICES)
 
 
 def kafka_secure_status(cfg: Config) -> bool | None:
-    if not any(running_pid(cfg, s) for s in KAFKA_SECURE_SERVICES):
-        say(f"{KAFKA_SECURE:16} down       {kafka_secure_bootstrap(cfg)}  (optional: `up --cluster --secure --kafka-only`)")
+    if none_running(cfg, KAFKA_SECURE, KAFKA_SECURE_SERVICES, kafka_secure_bootstrap(cfg), "up --cluster --secure --kafka-only"):
         return None
     return status_rows(cfg, KAFKA_SECURE_SERVICES)

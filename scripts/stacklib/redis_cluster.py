@@ -17,9 +17,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from .common import Config, StackError, log_tail, port_open, running_pid, say, spawn, stop_service
+from .common import Config, StackError, log_tail, running_pid, say, spawn, stop_service
 from .probes import redis_answers
 from .programs import redis_bin
+from .services import none_running, refuse_taken_ports, wipe_nodes
 
 REDIS_CLUSTER_PRIMARIES = 3
 REDIS_CLUSTER_NODE_TIMEOUT_MS = 2000  # failure detection; a failover takes ~2-3x this
@@ -192,10 +193,7 @@ def redis_cluster_up(cfg: Config, only: list[str] | None = None) -> None:
     """Start the nodes (``only``: these), create the cluster if it never was, wait for ok."""
     t0 = time.monotonic()
     services = only or redis_cluster_services(cfg)
-    for s in services:
-        if running_pid(cfg, s) is None and port_open(redis_cluster_node_port(cfg, s)):
-            raise StackError(f"{s}: port 127.0.0.1:{redis_cluster_node_port(cfg, s)} is already taken by a process "
-                             "this stack did not start; pick others with INTENTSTREAM_STACK_REDIS_CLUSTER_PORT")
+    refuse_taken_ports(cfg, services, redis_cluster_node_port, "INTENTSTREAM_STACK_REDIS_CLUSTER_PORT")
     procs = {s: redis_cluster_start_node(cfg, s) for s in services}
     deadline = time.monotonic() + cfg.timeout
     for s, proc in procs.items():
@@ -213,19 +211,15 @@ def redis_cluster_down(cfg: Config, wipe: bool) -> None:
         if not stop_service(cfg, s, grace=10):
             continue
     if wipe:
-        for s in redis_cluster_services(cfg):
-            shutil.rmtree(cfg.dir(s), ignore_errors=True)
-        (cfg.state / "redis-cluster-create.log").unlink(missing_ok=True)
-        say("redis-cluster: data deleted")
+        wipe_nodes(cfg, "redis-cluster", redis_cluster_services(cfg), "redis-cluster-create.log")
 
 
 def redis_cluster_status(cfg: Config) -> bool | None:
     """Print one line per node; None when no node runs (the cluster is optional), else
     whether all are up."""
     services = redis_cluster_services(cfg)
-    if not any(running_pid(cfg, s) for s in services):
-        say(f"redis-cluster    down       127.0.0.1:{cfg.redis_cluster_port}-{cfg.redis_cluster_port + len(services) - 1}"
-            "  (optional: `up --cluster --redis-only`)")
+    where = f"127.0.0.1:{cfg.redis_cluster_port}-{cfg.redis_cluster_port + len(services) - 1}"
+    if none_running(cfg, "redis-cluster", services, where, "up --cluster --redis-only"):
         return None
     all_ok = True
     for s in services:

@@ -24,11 +24,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from .common import REDIS_SECURE, Config, StackError, log_tail, port_open, running_pid, say, spawn
+from .common import REDIS_SECURE, Config, StackError, log_tail, running_pid, say, spawn
 from .programs import redis_bin
 from .redis_cluster import REDIS_CLUSTER_NODE_TIMEOUT_MS, REDIS_CLUSTER_PRIMARIES, RedisReplyError, resp_read
 from .secure import ensure_tls_material, secure_ca, secure_password, tls_context
-from .services import stop_all
+from .services import none_running, refuse_taken_ports, stop_all, wipe_nodes
 
 #: the worker's commands: reads, writes and MULTI of its keys, its Lua scripts, WAIT (the
 #: journal's replica acks), and the topology and command table RedisCluster reads; nothing
@@ -126,10 +126,7 @@ def redis_secure_up(cfg: Config, only: list[str] | None = None) -> None:
     """Start the nodes (``only``: these), create the cluster if it never was, wait for ok."""
     t0 = time.monotonic()
     services = only or redis_secure_services(cfg)
-    for s in services:
-        if running_pid(cfg, s) is None and port_open(redis_secure_port(cfg, s)):
-            raise StackError(f"{s}: port 127.0.0.1:{redis_secure_port(cfg, s)} is already taken by a process "
-                             "this stack did not start; pick others with INTENTSTREAM_STACK_REDIS_SECURE_PORT")
+    refuse_taken_ports(cfg, services, redis_secure_port, "INTENTSTREAM_STACK_REDIS_SECURE_PORT")
     procs = {s: redis_secure_start_node(cfg, s) for s in services}
     deadline = time.monotonic() + cfg.timeout
     for s, proc in procs.items():
@@ -174,17 +171,13 @@ def redis_secure_up(cfg: Config, only: list[str] | None = None) -> None:
 def redis_secure_down(cfg: Config, wipe: bool) -> None:
     stop_all(cfg, redis_secure_services(cfg))
     if wipe:
-        for s in redis_secure_services(cfg):
-            shutil.rmtree(cfg.dir(s), ignore_errors=True)
-        (cfg.state / "redis-secure-create.log").unlink(missing_ok=True)
-        say(f"{REDIS_SECURE}: data deleted")
+        wipe_nodes(cfg, REDIS_SECURE, redis_secure_services(cfg), "redis-secure-create.log")
 
 
 def redis_secure_status(cfg: Config) -> bool | None:
     services = redis_secure_services(cfg)
-    if not any(running_pid(cfg, s) for s in services):
-        say(f"{REDIS_SECURE:16} down       127.0.0.1:{cfg.redis_secure_port}-{cfg.redis_secure_port + len(services) - 1}"
-            "  (optional: `up --cluster --secure --redis-only`)")
+    where = f"127.0.0.1:{cfg.redis_secure_port}-{cfg.redis_secure_port + len(services) - 1}"
+    if none_running(cfg, REDIS_SECURE, services, where, "up --cluster --secure --redis-only"):
         return None
     all_ok = True
     for s in services:

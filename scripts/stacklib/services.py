@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -92,6 +93,32 @@ def stop_all(cfg: Config, services: list[str] | tuple[str, ...]) -> list[str]:
     quorum that is gone); the ones that were running."""
     with concurrent.futures.ThreadPoolExecutor(max(1, len(services))) as pool:
         return [s for s, done in zip(services, pool.map(functools.partial(stop_service, cfg), services)) if done]
+
+
+def refuse_taken_ports(cfg: Config, services: list[str], port_of: Callable[[Config, str], int], setting: str) -> None:
+    """Before starting a cluster's nodes: none of their ports may be held by a process this
+    stack did not start (``setting``: the environment variable that moves them)."""
+    for s in services:
+        if running_pid(cfg, s) is None and port_open(port_of(cfg, s)):
+            raise StackError(f"{s}: port 127.0.0.1:{port_of(cfg, s)} is already taken by a process "
+                             f"this stack did not start; pick others with {setting}")  # fmt: skip
+
+
+def wipe_nodes(cfg: Config, name: str, services: list[str] | tuple[str, ...], *files: str) -> None:
+    """``down --wipe`` of a cluster: its nodes' directories and ``files`` in the state dir."""
+    for s in services:
+        shutil.rmtree(cfg.dir(s), ignore_errors=True)
+    for f in files:
+        (cfg.state / f).unlink(missing_ok=True)
+    say(f"{name}: data deleted")
+
+
+def none_running(cfg: Config, name: str, services: list[str] | tuple[str, ...], where: str, up_command: str) -> bool:
+    """Whether no node of an optional cluster runs; if so, ``status`` says so in one line."""
+    if any(running_pid(cfg, s) for s in services):
+        return False
+    say(f"{name:16} down       {where}  (optional: `{up_command}`)")
+    return True
 
 
 def status_rows(cfg: Config, services: list[str] | tuple[str, ...]) -> bool:
