@@ -332,9 +332,11 @@ def profile_run(topic: str, ends: dict[int, int], timeout: float) -> list[Result
 
 
 def print_pyspy(lines: list[str]) -> None:
-    """py-spy --gil samples grouped by the package of the running (leaf) frame."""
+    """py-spy --gil samples grouped by the package of the running (leaf) frame, and by the
+    work each belongs to (:data:`OWNERS`)."""
     by_pkg: Counter[str] = Counter()
     by_fn: Counter[str] = Counter()
+    by_owner: Counter[str] = Counter()
     total = 0
     for line in lines:
         stack, _, count = line.rpartition(" ")
@@ -346,16 +348,12 @@ def print_pyspy(lines: list[str]) -> None:
         total += n
         by_fn[leaf] += n
         by_pkg[_package(leaf)] += n
+        by_owner[_owner(stack)] += n
     if not total:
         return
     print(f"\npy-spy (--gil, {total:,} samples: Python holding the GIL), by package of the running frame:")
     print("- " + ", ".join(f"{pkg} {n / total:.0%}" for pkg, n in by_pkg.most_common(10)))
     print("- top functions: " + "; ".join(f"{fn} {n / total:.1%}" for fn, n in by_fn.most_common(8)))
-    by_owner: Counter[str] = Counter()
-    for line in lines:
-        stack, _, count = line.rpartition(" ")
-        if count.isdigit():
-            by_owner[_owner(stack)] += int(count)
     print("- by the work a sample belongs to (its outermost known frame): " + ", ".join(f"{o} {n / total:.0%}" for o, n in by_owner.most_common()))
 
 
