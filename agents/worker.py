@@ -194,7 +194,9 @@ class Pipeline:
                 eng = self.engine(p)
                 await self.recover(p, eng)
                 await self.publish(p, eng)
-            idle = [p for p in sorted(assigned) if now - self.last_input.get(p, now) >= idle_after]
+            for p in assigned:  # a partition without input since its assignment (e.g. all of it
+                self.last_input.setdefault(p, now)  # consumed before a restart) is idle from here on
+            idle = [p for p in sorted(assigned) if now - self.last_input[p] >= idle_after]
             if not idle:
                 return
             n = self.settings.topics.partitions

@@ -574,3 +574,36 @@ def test_rule_thresholds_are_the_ops_defaults():
     for code, needles in expected.items():
         for needle in needles:
             assert needle in blocks[code], (code, needle)
+
+
+def test_a_partition_without_input_since_a_restart_still_adopts_the_watermark():
+    """The worker restarted after all of partition 0's input was consumed: no event reaches
+    it again, yet after [triggers] idle_partition_s it must adopt the other partitions'
+    watermark, so its open session closes (it used to wait for input that never came)."""
+    import time as _time
+
+    from intentstream.agents.worker import Pipeline
+    from intentstream.stream.engine.partition import PartitionEngine
+    from intentstream.stream.settings import load_settings
+    from intentstream.stream.state.memory import MemorySessionStore
+
+    settings = load_settings(env={"INTENTSTREAM_TRIGGERS__IDLE_PARTITION_S": "0.05"})
+    store = MemorySessionStore()
+
+    def ev(i: int, user: str, minute: int) -> bytes:
+        return b'{"event_id":"e%d","user_id":"%s","ts":"2026-01-05T%02d:%02d:00Z","type":"page_view"}' % (i, user.encode(), 10 + minute // 60, minute % 60)
+
+    async def run() -> list[bytes]:
+        before = Pipeline(settings, store, lambda p: PartitionEngine(store, p, settings), _Acks())
+        await before.handle({0: [(0, ev(0, "quiet", 0))]})  # partition 0's last input: a session stays open
+        producer = _Acks()
+        after = Pipeline(settings, store, lambda p: PartitionEngine(store, p, settings), producer)  # the restart
+        # partition 1 moves 5 hours on (two users: the watermark follows the 2nd most advanced)
+        await after.handle({1: [(i, ev(i + 1, f"busy{i % 2}", 5 * i)) for i in range(60)]})
+        await after.tick({0, 1})
+        _time.sleep(0.1)
+        await after.tick({0, 1})
+        return [v for t, v in producer.sent if t == settings.topics.segments]
+
+    segments = asyncio.run(run())
+    assert any(b'"user_id":"quiet"' in v for v in segments)
