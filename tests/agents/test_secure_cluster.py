@@ -177,10 +177,6 @@ def secure_admin(secure_cluster):
         client.close()
 
 
-@pytest.mark.skipif(
-    os.environ.get("INTENTSTREAM_SECURE_LEADER_KILL") != "1",
-    reason="failed 2 of its last 5 CI runs (2026-12-02; the plain leader kill passes): set INTENTSTREAM_SECURE_LEADER_KILL=1 to run",
-)
 def test_kill_9_the_input_partitions_leader_on_the_secured_cluster(secure_deployment, secure_admin, secure_cluster, trace):  # noqa: F811
     """tests/agents/test_cluster_faults.py's leader kill, on SASL_SSL with the worker's ACLs:
     clients re-authenticate to the new leaders and nothing is lost or doubled."""
